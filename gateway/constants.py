@@ -1,0 +1,80 @@
+"""Names, limits and defaults in one place.
+
+Telegram's limits come from ../shared/telegram-bot-api.md (the Bot API documentation and the
+FAQ); everything else is a default of this gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Telegram Bot API -------------------------------------------------------------------------
+TELEGRAM_API_BASE: Final = "https://api.telegram.org"
+MAX_MESSAGE_LENGTH: Final = 4096
+MAX_CAPTION_LENGTH: Final = 1024
+MAX_CALLBACK_DATA_BYTES: Final = 64
+WEBHOOK_PORTS: Final = frozenset({443, 80, 88, 8443})
+WEBHOOK_MAX_CONNECTIONS_RANGE: Final = (1, 100)
+WEBHOOK_DEFAULT_MAX_CONNECTIONS: Final = 40
+SECRET_TOKEN_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_TOKEN_MAX_LENGTH: Final = 256
+SECRET_TOKEN_ALPHABET: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+)
+#: Telegram's published webhook source ranges ("might change").
+TELEGRAM_SOURCE_NETWORKS: Final = ("149.154.160.0/20", "91.108.4.0/22")
+#: Update types the gateway handles; sent as setWebhook's allowed_updates.
+HANDLED_UPDATE_TYPES: Final = ("message", "callback_query")
+
+# Flood control, as Telegram's FAQ states it.
+TELEGRAM_GLOBAL_PER_SECOND: Final = 30
+TELEGRAM_CHAT_PER_SECOND: Final = 1
+TELEGRAM_GROUP_PER_MINUTE: Final = 20
+
+# --- Gateway defaults ---------------------------------------------------------------------------
+DEFAULT_CONFIG_PATH: Final = "config/gateway.toml"
+DEFAULT_HOST: Final = "0.0.0.0"
+DEFAULT_PORT: Final = 8443
+DEFAULT_WEBHOOK_PATH: Final = "/telegram/webhook"
+DEFAULT_TOKEN_FILE: Final = "config/secrets/bot_api.txt"
+DEFAULT_ALLOWED_USERS_FILE: Final = "config/secrets/allowed_user.txt"
+DEFAULT_SECRET_TOKEN_FILE: Final = "config/secrets/webhook_secret.txt"
+#: The original version kept its certificate pair here; it is used when present.
+LEGACY_CERTIFICATE: Final = "config/secrets/certificate.pem"
+LEGACY_PRIVATE_KEY: Final = "config/secrets/key.pem"
+DEFAULT_CERT_DIR: Final = "certs"
+CERTIFICATE_FILENAME: Final = "certificate.pem"
+PRIVATE_KEY_FILENAME: Final = "key.pem"
+DEFAULT_CERT_DAYS: Final = 365
+DEFAULT_BODY_LIMIT: Final = 1024 * 1024
+DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
+
+# Sandbox
+SANDBOX_HOST: Final = "127.0.0.1"
+SANDBOX_PORT: Final = 8081
+#: Token of the in-process sandbox bot in sandbox mode (well-formed, not a real token).
+SANDBOX_TOKEN: Final = "123456789:sandbox-demo-token"
+SANDBOX_DEMO_USER: Final = 1111
+
+# --- REST API -----------------------------------------------------------------------------------
+ENQUEUE_PATH: Final = "/enqueue_command"
+HEALTH_PATH: Final = "/healthz"
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+
+#: Bot API methods /enqueue_command accepts in its general form.
+ALLOWED_METHODS: Final = (
+    "sendMessage",
+    "editMessageText",
+    "editMessageReplyMarkup",
+    "deleteMessage",
+    "sendChatAction",
+)
+PARSE_MODES: Final = ("HTML", "Markdown", "MarkdownV2")
+
+# --- Worker -------------------------------------------------------------------------------------
+#: Upper bound of Bot API calls in flight at once.
+MAX_IN_FLIGHT: Final = 64
+#: How long shutdown waits for in-flight sends before putting them back.
+SHUTDOWN_GRACE_SECONDS: Final = 5.0
+#: Request timeout for Bot API calls.
+BOT_API_TIMEOUT_SECONDS: Final = 30.0

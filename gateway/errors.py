@@ -1,0 +1,23 @@
+"""The gateway's exceptions: one root, and a few that carry a decision."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose.
+
+    Its message is meant for the person running the gateway: one line, naming the file or key
+    at fault, never a secret.
+    """
+
+
+class ConfigError(GatewayError):
+    """The configuration (a file, a key, an environment variable) is wrong."""
+
+
+class CertificateError(ConfigError):
+    """A certificate or private key is missing, unreadable, mismatched or expired."""
+
+
+class StartupError(GatewayError):
+    """The gateway could not start (Telegram refused the token or the webhook, a port is busy)."""
