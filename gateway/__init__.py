@@ -1,0 +1,3 @@
+"""Telegram Gateway: a Telegram bot behind a REST API."""
+
+__version__ = "0.1.0"

@@ -21,3 +21,21 @@ class CertificateError(ConfigError):
 
 class StartupError(GatewayError):
     """The gateway could not start (Telegram refused the token or the webhook, a port is busy)."""
+
+
+class InputError(GatewayError):
+    """A client sent something the REST API cannot accept; becomes a 4xx JSON error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "invalid_input",
+        field: str | None = None,
+        status: int = 400,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+        self.status = status

@@ -1,0 +1,97 @@
+"""The application factory: one aiohttp app carrying the webhook, the REST API and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
+from aiohttp import web
+
+from gateway import api, keys, webhook
+from gateway.config import Config
+from gateway.errors import StartupError
+from gateway.flood import FloodController, FloodLimits
+from gateway.http import json_errors
+from gateway.inbound import build_dispatcher
+from gateway.outbox import Outbox
+from gateway.queue.base import Queue
+from gateway.queue.memory import MemoryQueue
+from gateway.redact import redact
+from gateway.telegram import create_bot
+from gateway.worker import RetryBudget, Worker
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(config: Config, *, queue: Queue | None = None) -> web.Application:
+    """Build the gateway's `web.Application` from a loaded configuration.
+
+    Start-up (`cleanup_ctx`) opens the queue, checks the bot token with getMe and starts the
+    worker; shutdown stops the worker (in-flight sends finish or go back to the queue), then
+    closes the queue and the Bot API session. Registering the webhook is `server.serve`'s job,
+    once the HTTPS listener is up.
+    """
+    app = web.Application(middlewares=[json_errors], client_max_size=config.server.body_limit)
+    app[keys.CONFIG] = config
+    app[keys.QUEUE] = queue or _make_queue(config)
+    app[keys.BOT] = create_bot(config.bot_token.reveal(), config.telegram.api_base)
+    app[keys.WEBHOOK] = keys.WebhookStatus()
+    flood = FloodController(
+        FloodLimits(
+            global_per_second=config.flood.global_per_second,
+            chat_per_second=config.flood.chat_per_second,
+            group_per_minute=config.flood.group_per_minute,
+        )
+    )
+    budget = RetryBudget(config.delivery.max_attempts, config.delivery.max_age)
+    app[keys.WORKER] = Worker(app[keys.QUEUE], app[keys.BOT], flood, budget)
+    app[keys.OUTBOX] = Outbox(app[keys.QUEUE], app[keys.WORKER])
+    app[keys.DISPATCHER] = build_dispatcher(
+        app[keys.OUTBOX], config.allowed_users, config.telegram.refusal_text
+    )
+    app.cleanup_ctx.extend([_bot_session, _queue_storage, _worker_task])
+    webhook.add_routes(app, config.telegram.webhook_path)
+    api.add_routes(app)
+    return app
+
+
+def _make_queue(config: Config) -> Queue:
+    if config.queue.backend == "memory":
+        return MemoryQueue()
+    raise StartupError(f"[queue] backend {config.queue.backend!r} is not available yet")
+
+
+async def _bot_session(app: web.Application) -> AsyncIterator[None]:
+    bot = app[keys.BOT]
+    try:
+        me = await bot.me()
+    except TelegramUnauthorizedError:
+        await bot.session.close()
+        raise StartupError("Telegram refused the bot token (401 Unauthorized)") from None
+    except AiogramError as exc:
+        await bot.session.close()
+        raise StartupError(f"getMe failed: {redact(str(exc))}") from None
+    app[keys.WEBHOOK].bot = me
+    logger.info("bot @%s (id %d) ready", me.username, me.id)
+    yield
+    await bot.session.close()
+
+
+async def _queue_storage(app: web.Application) -> AsyncIterator[None]:
+    queue = app[keys.QUEUE]
+    await queue.open()
+    yield
+    await queue.close()
+
+
+async def _worker_task(app: web.Application) -> AsyncIterator[None]:
+    worker = app[keys.WORKER]
+    task = asyncio.create_task(worker.run(), name="queue worker")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await worker.stop()

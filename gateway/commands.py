@@ -1,0 +1,81 @@
+"""A command: one Bot API call the gateway accepted and owes a delivery attempt."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Lifecycle: queued → sending → sent | failed (sending → queued again on retry)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (Status.SENT, Status.FAILED)
+
+
+def new_command_id() -> str:
+    """An opaque, unguessable id (it is also a capability to read the command's status)."""
+    return "cmd_" + secrets.token_urlsafe(16)
+
+
+def chat_key(chat_id: int | str | None) -> str:
+    """The key that orders commands: one queue lane per chat."""
+    return "" if chat_id is None else str(chat_id)
+
+
+@dataclass
+class Command:
+    """A Bot API call and what has happened to it so far."""
+
+    method: str
+    params: dict[str, Any]
+    id: str = field(default_factory=new_command_id)
+    status: Status = Status.QUEUED
+    attempts: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0
+    #: Unix time before which the command is not (re)tried.
+    not_before: float = 0.0
+    result: Any = None
+    #: `{"code": ..., "description": ...}` from Telegram or the gateway.
+    error: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    #: Position in acceptance order, set by the queue.
+    seq: int = 0
+    #: The ordering lane: the chat the command was accepted for. It stays put when the chat
+    #: migrates, so later commands keep their order behind it.
+    lane: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.updated_at:
+            self.updated_at = self.created_at
+        if not self.lane:
+            self.lane = chat_key(self.chat_id)
+
+    @property
+    def chat_id(self) -> int | str | None:
+        value = self.params.get("chat_id")
+        return value if isinstance(value, int | str) else None
+
+    def public(self) -> dict[str, Any]:
+        """The command as `GET /commands/{id}` shows it."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "method": self.method,
+            "chat_id": self.chat_id,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "result": self.result,
+            "error": self.error,
+        }

@@ -1,0 +1,467 @@
+"""Configuration: a TOML file, environment overrides and the secrets files, read once.
+
+`load_config` is called once by the CLI. Every key has a default, so the file is optional.
+Environment variables `GATEWAY_<SECTION>_<KEY>` override the file, and `GATEWAY_BOT_TOKEN`
+overrides the token file. Every mistake raises `ConfigError` with one line naming the file, key
+or variable at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from gateway import constants as c
+from gateway.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "GATEWAY_"
+ENV_TOKEN = "GATEWAY_BOT_TOKEN"
+ENV_CONFIG = "GATEWAY_CONFIG"
+
+QueueBackend = Literal["memory", "sqlite"]
+LongText = Literal["split", "truncate", "reject"]
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(
+            self._value.encode(), other._value.encode()
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """`[server]`: where the HTTPS listener binds and how Telegram reaches it."""
+
+    host: str = c.DEFAULT_HOST
+    port: int = c.DEFAULT_PORT
+    #: The HTTPS URL Telegram uses to reach this server (host and port as seen from outside).
+    #: Empty: `https://127.0.0.1:<port>` in sandbox mode; required with a real bot token.
+    public_url: str = ""
+    #: Empty: `config/secrets/certificate.pem` when present (the original layout), else
+    #: `certs/certificate.pem`; likewise `private_key`.
+    certificate: str = ""
+    private_key: str = ""
+    body_limit: int = c.DEFAULT_BODY_LIMIT
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """`[telegram]`: the Bot API, the bot's token, its users and its webhook."""
+
+    api_base: str = c.TELEGRAM_API_BASE
+    token_file: str = c.DEFAULT_TOKEN_FILE
+    allowed_users_file: str = c.DEFAULT_ALLOWED_USERS_FILE
+    webhook_path: str = c.DEFAULT_WEBHOOK_PATH
+    secret_token_file: str = c.DEFAULT_SECRET_TOKEN_FILE
+    max_connections: int = c.WEBHOOK_DEFAULT_MAX_CONNECTIONS
+    drop_pending_updates: bool = False
+    #: Sent to users who are not allowed; empty means they get no reply at all.
+    refusal_text: str = ""
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """`[queue]`: where accepted commands wait for delivery."""
+
+    backend: QueueBackend = "memory"
+    path: str = c.DEFAULT_QUEUE_PATH
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """`[delivery]`: the retry budget and what happens to text over Telegram's limit."""
+
+    max_attempts: int = 8
+    #: Seconds after acceptance past which a command is no longer retried.
+    max_age: float = 3600.0
+    long_text: LongText = "split"
+
+
+@dataclass(frozen=True)
+class FloodSettings:
+    """`[flood]`: the gateway's own send limits, kept under Telegram's."""
+
+    global_per_second: float = c.TELEGRAM_GLOBAL_PER_SECOND
+    chat_per_second: float = c.TELEGRAM_CHAT_PER_SECOND
+    group_per_minute: int = c.TELEGRAM_GROUP_PER_MINUTE
+
+
+@dataclass(frozen=True)
+class SandboxSettingsSection:
+    """`[sandbox]`: the in-process Telegram emulator used when no bot token is configured."""
+
+    host: str = c.SANDBOX_HOST
+    port: int = c.SANDBOX_PORT
+    demo_user: int = c.SANDBOX_DEMO_USER
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "telegram": TelegramSettings,
+    "queue": QueueSettings,
+    "delivery": DeliverySettings,
+    "flood": FloodSettings,
+    "sandbox": SandboxSettingsSection,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the gateway needs, resolved: settings plus what the secrets files hold."""
+
+    server: ServerSettings
+    telegram: TelegramSettings
+    queue: QueueSettings
+    delivery: DeliverySettings
+    flood: FloodSettings
+    sandbox: SandboxSettingsSection
+    #: None means no bot token is configured anywhere: sandbox mode.
+    token: Secret | None
+    allowed_users: frozenset[int]
+    secret_token: Secret
+    public_url: str
+    certificate_path: Path
+    private_key_path: Path
+    source: str = field(default="defaults")
+    #: True when the gateway runs against its built-in sandbox (no token configured).
+    sandbox_mode: bool = False
+
+    @property
+    def bot_token(self) -> Secret:
+        """The token the Bot API client uses: the configured one, or the sandbox's."""
+        return self.token or Secret(c.SANDBOX_TOKEN)
+
+    @property
+    def webhook_url(self) -> str:
+        """The URL registered with setWebhook."""
+        return self.public_url.rstrip("/") + self.telegram.webhook_path
+
+
+def load_config(
+    path: str | Path | None,
+    env: Mapping[str, str],
+    *,
+    base_dir: Path | None = None,
+) -> Config:
+    """Read the TOML file (optional), apply environment overrides and read the secrets files.
+
+    `path=None` means the default `config/gateway.toml`, which may be absent. Relative paths,
+    in the file or in the environment, are relative to `base_dir` (the working directory).
+    Generates and saves the webhook secret when its file does not exist yet.
+    """
+    base = base_dir or Path.cwd()
+    explicit = path is not None or ENV_CONFIG in env
+    cfg_path = Path(path or env.get(ENV_CONFIG) or c.DEFAULT_CONFIG_PATH)
+    source = str(cfg_path)
+    raw = _read_toml(_resolve(base, str(cfg_path)), source, required=explicit)
+    if not raw:
+        source = "defaults"
+    sections = {
+        name: _build_section(name, cls, raw.pop(name, {}), env, source)
+        for name, cls in SECTIONS.items()
+    }
+    if raw:
+        unknown = sorted(raw)[0]
+        raise ConfigError(f"{source}: unknown section or key '{unknown}'")
+    _check_unknown_env(env)
+
+    server: ServerSettings = sections["server"]
+    telegram: TelegramSettings = sections["telegram"]
+    sandbox: SandboxSettingsSection = sections["sandbox"]
+    _validate(server, telegram)
+
+    token = _read_token(base, telegram, env)
+    allowed = _read_allowed_users(base, telegram, sandbox if token is None else None)
+    secret = _read_or_create_secret(base, telegram)
+    public_url = _public_url(server, sandbox_mode=token is None)
+    cert, key = _certificate_paths(base, server)
+    return Config(
+        server=server,
+        telegram=telegram,
+        queue=sections["queue"],
+        delivery=sections["delivery"],
+        flood=sections["flood"],
+        sandbox=sandbox,
+        token=token,
+        allowed_users=allowed,
+        secret_token=secret,
+        public_url=public_url,
+        certificate_path=cert,
+        private_key_path=key,
+        source=source,
+        sandbox_mode=token is None,
+    )
+
+
+def resolve_path(base: Path, value: str) -> Path:
+    """A configured path: absolute as given, otherwise relative to the working directory."""
+    return _resolve(base, value)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _read_toml(path: Path, source: str, *, required: bool) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{source}: config file not found") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: the config file is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+
+
+def _build_section(
+    name: str, cls: type[Any], values: Any, env: Mapping[str, str], source: str
+) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: '{name}' must be a table ([{name}])")
+    kwargs: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key [{name}] {key}")
+    for key, f in fields.items():
+        env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+        if env_name in env:
+            kwargs[key] = _coerce(f, env[env_name], env_name, from_env=True)
+        elif key in values:
+            kwargs[key] = _coerce(f, values[key], f"{source}: [{name}] {key}", from_env=False)
+    return cls(**kwargs)
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if from_env and value.strip().lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env:
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a whole number, not {value!r}")
+    if kind == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if from_env:
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, not {value!r}")
+    if kind in {"QueueBackend", "LongText"}:
+        choices = get_args(QueueBackend if kind == "QueueBackend" else LongText)
+        if value in choices:
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    return value
+
+
+def _check_unknown_env(env: Mapping[str, str]) -> None:
+    known = {ENV_TOKEN, ENV_CONFIG}
+    for name, cls in SECTIONS.items():
+        known.update(
+            f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}" for f in dataclasses.fields(cls)
+        )
+    for var in sorted(env):
+        if var.startswith(ENV_PREFIX) and var not in known:
+            raise ConfigError(f"environment variable {var} is not a known setting")
+
+
+def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
+    if not 0 < server.port < 65536:
+        raise ConfigError(f"[server] port must be between 1 and 65535, not {server.port}")
+    if server.body_limit < 1024:
+        raise ConfigError(
+            f"[server] body_limit must be at least 1024 bytes, not {server.body_limit}"
+        )
+    if not telegram.webhook_path.startswith("/") or " " in telegram.webhook_path:
+        raise ConfigError(
+            f"[telegram] webhook_path must start with '/' and contain no spaces, "
+            f"not {telegram.webhook_path!r}"
+        )
+    low, high = c.WEBHOOK_MAX_CONNECTIONS_RANGE
+    if not low <= telegram.max_connections <= high:
+        raise ConfigError(
+            f"[telegram] max_connections must be between {low} and {high}, "
+            f"not {telegram.max_connections}"
+        )
+    api = urlsplit(telegram.api_base)
+    if api.scheme not in {"http", "https"} or not api.hostname:
+        raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")
+
+
+def _read_token(base: Path, telegram: TelegramSettings, env: Mapping[str, str]) -> Secret | None:
+    if env.get(ENV_TOKEN, "").strip():
+        return _checked_token(env[ENV_TOKEN].strip(), ENV_TOKEN)
+    path = _resolve(base, telegram.token_file)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        if telegram.token_file == c.DEFAULT_TOKEN_FILE:
+            return None  # nothing configured: sandbox mode
+        raise ConfigError(f"{telegram.token_file}: bot token file not found") from None
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"{telegram.token_file}: cannot read the bot token file") from None
+    if not text:
+        raise ConfigError(f"{telegram.token_file}: the bot token file is empty")
+    return _checked_token(text, telegram.token_file)
+
+
+def _checked_token(token: str, where: str) -> Secret:
+    bot_id, sep, rest = token.partition(":")
+    if not sep or not bot_id.isdigit() or not rest or any(ch.isspace() for ch in rest):
+        # Never echo the value: it may be a real token with a typo.
+        raise ConfigError(f"{where}: not a bot token (expected '<digits>:<secret>')")
+    return Secret(token)
+
+
+def _read_allowed_users(
+    base: Path, telegram: TelegramSettings, sandbox: SandboxSettingsSection | None
+) -> frozenset[int]:
+    name = telegram.allowed_users_file
+    try:
+        text = _resolve(base, name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if sandbox is not None:
+            return frozenset({sandbox.demo_user})
+        raise ConfigError(
+            f"{name}: allowed users file not found (one numeric Telegram user id per line)"
+        ) from None
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"{name}: cannot read the allowed users file") from None
+    users: set[int] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            users.add(int(entry))
+        except ValueError:
+            raise ConfigError(
+                f"{name}:{number}: {entry!r} is not a numeric Telegram user id"
+            ) from None
+    if not users:
+        raise ConfigError(f"{name}: no user ids in the allowed users file")
+    return frozenset(users)
+
+
+def _read_or_create_secret(base: Path, telegram: TelegramSettings) -> Secret:
+    name = telegram.secret_token_file
+    path = _resolve(base, name)
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        value = secrets.token_urlsafe(32)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(value + "\n")
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot save the webhook secret ({exc.strerror})") from None
+        logger.info("generated a webhook secret token in %s", name)
+        return Secret(value)
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"{name}: cannot read the webhook secret token file") from None
+    if not 1 <= len(value) <= c.SECRET_TOKEN_MAX_LENGTH:
+        raise ConfigError(f"{name}: the webhook secret must be 1-256 characters long")
+    if not set(value) <= c.SECRET_TOKEN_ALPHABET:
+        raise ConfigError(f"{name}: the webhook secret may only contain A-Z a-z 0-9 _ -")
+    return Secret(value)
+
+
+def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
+    url = server.public_url
+    if not url:
+        if not sandbox_mode:
+            raise ConfigError(
+                "[server] public_url is required with a bot token: the HTTPS URL Telegram "
+                "uses to reach this server, e.g. https://203.0.113.7:8443"
+            )
+        url = f"https://127.0.0.1:{server.port}"
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"[server] public_url must be an https:// URL, not {url!r}")
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise ConfigError(f"[server] public_url has an invalid port: {url!r}") from None
+    if port not in c.WEBHOOK_PORTS:
+        raise ConfigError(
+            f"[server] public_url port {port} is not allowed by Telegram "
+            "(webhooks can use only ports 443, 80, 88 or 8443)"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(f"[server] public_url must not have a query or fragment: {url!r}")
+    return url.rstrip("/")
+
+
+def _certificate_paths(base: Path, server: ServerSettings) -> tuple[Path, Path]:
+    if server.certificate or server.private_key:
+        if not (server.certificate and server.private_key):
+            missing = "private_key" if server.certificate else "certificate"
+            raise ConfigError(f"[server] {missing} must be set together with the other")
+        return _resolve(base, server.certificate), _resolve(base, server.private_key)
+    legacy = _resolve(base, c.LEGACY_CERTIFICATE), _resolve(base, c.LEGACY_PRIVATE_KEY)
+    if legacy[0].exists() or legacy[1].exists():
+        return legacy
+    cert_dir = _resolve(base, c.DEFAULT_CERT_DIR)
+    return cert_dir / c.CERTIFICATE_FILENAME, cert_dir / c.PRIVATE_KEY_FILENAME

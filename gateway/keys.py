@@ -1,0 +1,32 @@
+"""Typed application state: everything the handlers share, declared in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import User
+from aiohttp import web
+
+from gateway.config import Config
+from gateway.outbox import Outbox
+from gateway.queue.base import Queue
+from gateway.worker import Worker
+
+
+@dataclass
+class WebhookStatus:
+    """Whether Telegram has accepted our webhook, and the last problem if not."""
+
+    registered: bool = False
+    error: str | None = None
+    bot: User | None = field(default=None)
+
+
+CONFIG = web.AppKey("config", Config)
+BOT = web.AppKey("bot", Bot)
+QUEUE = web.AppKey("queue", Queue)
+WORKER = web.AppKey("worker", Worker)
+OUTBOX = web.AppKey("outbox", Outbox)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+WEBHOOK = web.AppKey("webhook", WebhookStatus)

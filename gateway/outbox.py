@@ -1,0 +1,34 @@
+"""The one way into the queue: store commands, then wake the worker.
+
+Both the REST API and the bot's own replies go through here, so every message the bot sends
+is subject to the same order, flood control, retries and status tracking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.commands import Command
+from gateway.queue.base import Queue
+from gateway.worker import Worker
+
+
+class Outbox:
+    """Accepts commands for delivery."""
+
+    def __init__(self, queue: Queue, worker: Worker) -> None:
+        self._queue = queue
+        self._worker = worker
+
+    async def submit(self, commands: Sequence[Command]) -> Sequence[Command]:
+        """Store `commands` (durably, for a durable queue) and schedule them."""
+        await self._queue.put(commands)
+        self._worker.notify({command.lane for command in commands})
+        return commands
+
+    async def send(self, method: str, **params: Any) -> Command:
+        """Queue one Bot API call made by the gateway itself (a reply, a notice)."""
+        command = Command(method=method, params=params)
+        await self.submit([command])
+        return command

@@ -1,0 +1,81 @@
+"""The queue contract every backend honours.
+
+The queue is the source of truth for commands. It keeps one lane per chat: within a lane,
+commands are delivered in the order they were accepted, and a lane whose oldest command is
+waiting (backoff, flood pause) holds the ones behind it. The scheduler (`gateway.worker`)
+decides *which* lane goes next; the queue only answers for order and state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.commands import Command
+
+
+class Queue(ABC):
+    """Storage of commands across their lifecycle."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Prepare storage (create tables, ...)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release storage."""
+
+    @abstractmethod
+    async def put(self, commands: Sequence[Command]) -> None:
+        """Store new commands atomically; they are safe once this returns."""
+
+    @abstractmethod
+    async def get(self, command_id: str) -> Command | None:
+        """A command by id, whatever its status."""
+
+    @abstractmethod
+    async def find_idempotent(self, key: str, since: float) -> Command | None:
+        """The command accepted with this idempotency key at or after `since`, if any."""
+
+    @abstractmethod
+    async def lanes(self) -> dict[str, float]:
+        """Every lane with queued work, mapped to when its oldest command is due."""
+
+    @abstractmethod
+    async def head_due(self, chat: str) -> float | None:
+        """When the oldest queued command of `chat` is due; None when the lane is empty."""
+
+    @abstractmethod
+    async def claim(self, chat: str, now: float) -> Command | None:
+        """Take the lane's oldest queued command if due: it becomes `sending`, attempts + 1."""
+
+    @abstractmethod
+    async def complete(self, command_id: str, result: Any, now: float) -> None:
+        """The command was delivered: `sent`, with Telegram's result."""
+
+    @abstractmethod
+    async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
+        """The command will never be delivered: `failed`, with the reason."""
+
+    @abstractmethod
+    async def retry(
+        self,
+        command_id: str,
+        not_before: float,
+        now: float,
+        error: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        refund: bool = False,
+    ) -> None:
+        """Back to `queued` until `not_before`, keeping its place at the head of its lane.
+
+        `params` replaces the call's parameters (a migrated chat id); `refund` gives the attempt
+        back (a flood-control pause is not the command's fault).
+        """
+
+    @abstractmethod
+    async def recover(self) -> int:
+        """At start-up: put every `sending` command back to `queued`; how many there were."""
+
+    @abstractmethod
+    async def depth(self) -> int:
+        """How many commands are not final (queued or sending)."""

@@ -1,0 +1,111 @@
+"""An in-memory queue: for tests and throwaway runs (everything is lost on exit)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from gateway.commands import Command, Status
+from gateway.queue.base import Queue
+
+
+class MemoryQueue(Queue):
+    """Commands in a dict, lanes as deques of ids."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._lanes: dict[str, deque[str]] = {}
+        self._idempotency: dict[str, str] = {}
+        self._seq = itertools.count(1)
+
+    async def put(self, commands: Sequence[Command]) -> None:
+        for command in commands:
+            command.seq = next(self._seq)
+            self._commands[command.id] = command
+            self._lanes.setdefault(command.lane, deque()).append(command.id)
+            if command.idempotency_key:
+                self._idempotency[command.idempotency_key] = command.id
+
+    async def get(self, command_id: str) -> Command | None:
+        command = self._commands.get(command_id)
+        return replace(command) if command else None
+
+    async def find_idempotent(self, key: str, since: float) -> Command | None:
+        command_id = self._idempotency.get(key)
+        command = self._commands.get(command_id) if command_id else None
+        return replace(command) if command and command.created_at >= since else None
+
+    async def lanes(self) -> dict[str, float]:
+        return {
+            chat: self._commands[ids[0]].not_before
+            for chat, ids in self._lanes.items()
+            if ids and self._commands[ids[0]].status is Status.QUEUED
+        }
+
+    async def head_due(self, chat: str) -> float | None:
+        ids = self._lanes.get(chat)
+        if not ids:
+            return None
+        head = self._commands[ids[0]]
+        return head.not_before if head.status is Status.QUEUED else None
+
+    async def claim(self, chat: str, now: float) -> Command | None:
+        ids = self._lanes.get(chat)
+        if not ids:
+            return None
+        head = self._commands[ids[0]]
+        if head.status is not Status.QUEUED or head.not_before > now:
+            return None
+        head.status, head.attempts, head.updated_at = Status.SENDING, head.attempts + 1, now
+        return replace(head)
+
+    async def complete(self, command_id: str, result: Any, now: float) -> None:
+        self._finish(command_id, Status.SENT, now, result=result)
+
+    async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
+        self._finish(command_id, Status.FAILED, now, error=error)
+
+    async def retry(
+        self,
+        command_id: str,
+        not_before: float,
+        now: float,
+        error: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        refund: bool = False,
+    ) -> None:
+        command = self._commands[command_id]
+        command.status, command.not_before, command.updated_at = Status.QUEUED, not_before, now
+        command.error = error
+        if refund:
+            command.attempts -= 1
+        if params is not None:
+            command.params = params
+
+    async def recover(self) -> int:
+        count = 0
+        for command in self._commands.values():
+            if command.status is Status.SENDING:
+                command.status = Status.QUEUED
+                count += 1
+        return count
+
+    async def depth(self) -> int:
+        return sum(len(ids) for ids in self._lanes.values())
+
+    def _finish(self, command_id: str, status: Status, now: float, **fields: Any) -> None:
+        command = self._commands[command_id]
+        command.status, command.updated_at = status, now
+        for name, value in fields.items():
+            setattr(command, name, value)
+        lane = self._lanes.get(command.lane)
+        if lane and command_id in lane:
+            lane.remove(command_id)
+            self._drop_empty(command.lane)
+
+    def _drop_empty(self, chat: str) -> None:
+        if not self._lanes.get(chat):
+            self._lanes.pop(chat, None)

@@ -1,0 +1,46 @@
+"""Keep secrets out of logs: the bot token travels inside every Bot API URL."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+#: `bot<id>:<secret>` as it appears in Bot API paths (and anywhere else a token leaks into text).
+_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])(bot)?(\d{3,}):[A-Za-z0-9_-]{6,}")
+
+
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """Replace bot tokens, and any of the `extra` secrets, with `***`."""
+    text = _TOKEN_RE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}:***", text)
+    for secret in extra:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that scrubs secrets from every record's final message."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, self._secrets)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install(secrets: Iterable[str] = ()) -> RedactingFilter:
+    """Attach a redacting filter to every handler of the root logger."""
+    flt = RedactingFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(flt)
+    return flt

@@ -1,0 +1,134 @@
+"""Running the gateway: the HTTPS listener, webhook registration, and sandbox mode.
+
+`serve(config)` is what `gateway run` and the end-to-end tests use: it checks the certificate,
+starts the app over TLS, registers the webhook with Telegram once the listener is up, and on
+exit stops accepting, lets the worker finish or put back in-flight work, and closes the session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from aiogram.exceptions import AiogramError
+from aiogram.types import BufferedInputFile
+from aiohttp import web
+
+from gateway import keys
+from gateway.app import create_app
+from gateway.certs import (
+    CertificateInfo,
+    certificate_matches_host,
+    check_key_permissions,
+    load_certificate_pair,
+    server_ssl_context,
+)
+from gateway.config import Config
+from gateway.errors import CertificateError, StartupError
+from gateway.inbound import allowed_updates
+from gateway.redact import redact
+from gateway.sandbox import SandboxSettings, create_sandbox_app
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+def check_certificate(config: Config) -> CertificateInfo:
+    """Load the certificate pair and refuse what Telegram (or an attacker) would exploit."""
+    info = load_certificate_pair(config.certificate_path, config.private_key_path)
+    problem = check_key_permissions(config.private_key_path)
+    if problem:
+        raise CertificateError(problem)
+    host = urlsplit(config.public_url).hostname or ""
+    if not certificate_matches_host(info, host):
+        names = ", ".join(info.hosts) or "no names"
+        raise CertificateError(
+            f"{config.certificate_path}: certificate is for {names}, not for public_url host "
+            f"{host} (Telegram would refuse to deliver); generate one with "
+            f"scripts/gen_cert.sh --host {host}"
+        )
+    return info
+
+
+async def register_webhook(app: web.Application, certificate: CertificateInfo) -> None:
+    """setWebhook: our URL, our secret, the certificate when self-signed."""
+    config = app[keys.CONFIG]
+    bot = app[keys.BOT]
+    status = app[keys.WEBHOOK]
+    upload = (
+        BufferedInputFile(certificate.pem, "certificate.pem") if certificate.self_signed else None
+    )
+    try:
+        await bot.set_webhook(
+            url=config.webhook_url,
+            certificate=upload,
+            secret_token=config.secret_token.reveal(),
+            max_connections=config.telegram.max_connections,
+            allowed_updates=allowed_updates(),
+            drop_pending_updates=config.telegram.drop_pending_updates,
+        )
+    except AiogramError as exc:
+        status.error = redact(str(exc))
+        raise StartupError(
+            f"Telegram refused the webhook {config.webhook_url}: {status.error}"
+        ) from None
+    status.registered, status.error = True, None
+    logger.info("webhook set to %s", config.webhook_url)
+
+
+@asynccontextmanager
+async def serve(config: Config) -> AsyncIterator[web.Application]:
+    """Run the gateway until the `async with` block ends."""
+    certificate = check_certificate(config)
+    app = create_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner,
+            config.server.host,
+            config.server.port,
+            ssl_context=server_ssl_context(certificate),
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
+            ) from None
+        logger.info("listening on https://%s:%d", config.server.host, config.server.port)
+        await register_webhook(app, certificate)
+        yield app
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def sandbox(config: Config, settings: SandboxSettings | None = None) -> AsyncIterator[str]:
+    """Run the in-process sandbox; yields its base URL for `api_base`."""
+    app = create_sandbox_app(settings or SandboxSettings())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.sandbox.host, config.sandbox.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot start the sandbox on {config.sandbox.host}:{config.sandbox.port}: "
+                f"{exc.strerror} (set [sandbox] port)"
+            ) from None
+        yield f"http://{config.sandbox.host}:{config.sandbox.port}"
+    finally:
+        await runner.cleanup()
+
+
+def with_api_base(config: Config, api_base: str) -> Config:
+    """The same configuration, talking to another Bot API server."""
+    return dataclasses.replace(
+        config, telegram=dataclasses.replace(config.telegram, api_base=api_base)
+    )

@@ -1,0 +1,167 @@
+"""`/enqueue_command` bodies: checked field by field, turned into commands.
+
+Two forms are accepted:
+- short: `{"text": "...", "chat_id"?: 123, "parse_mode"?: "HTML", ...}`; without `chat_id`
+  the message goes to every allowed user;
+- general: `{"method": "sendMessage", "params": {...}}` for the allow-listed Bot API methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import constants as c
+from gateway.commands import Command
+from gateway.errors import InputError
+from gateway.telegram import InvalidParams, build_method
+
+#: Fields of the short form beside `text`, with the types they must have.
+SHORT_FIELDS: dict[str, tuple[type, ...]] = {
+    "chat_id": (int, str),
+    "parse_mode": (str,),
+    "disable_notification": (bool,),
+    "protect_content": (bool,),
+    "link_preview_options": (dict,),
+    "reply_markup": (dict,),
+}
+#: Fields both forms may carry that are about the gateway, not Telegram.
+ENVELOPE_FIELDS = frozenset({"idempotency_key"})
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    """A checked request: the commands to queue, and its idempotency key if any."""
+
+    commands: list[Command]
+    idempotency_key: str | None
+
+
+def parse_enqueue(
+    body: dict[str, Any], allowed_users: Iterable[int], idempotency_header: str | None = None
+) -> EnqueueRequest:
+    """Check an `/enqueue_command` body; raise InputError naming the first bad field."""
+    key = _idempotency_key(body.get("idempotency_key"), idempotency_header)
+    commands = [_general(body)] if "method" in body else _short(body, allowed_users)
+    for command in commands:
+        command.idempotency_key = key
+    return EnqueueRequest(commands, key)
+
+
+def _general(body: dict[str, Any]) -> Command:
+    extra = sorted(set(body) - {"method", "params"} - ENVELOPE_FIELDS)
+    if extra:
+        raise InputError(f"unknown field '{extra[0]}'", code="unknown_field", field=extra[0])
+    method = body["method"]
+    if not isinstance(method, str) or method not in c.ALLOWED_METHODS:
+        allowed = ", ".join(c.ALLOWED_METHODS)
+        raise InputError(f"method must be one of {allowed}", code="unknown_method", field="method")
+    params = body.get("params")
+    if not isinstance(params, dict):
+        raise InputError("params must be a JSON object", code="invalid_type", field="params")
+    if "chat_id" not in params:
+        raise InputError("params.chat_id is required", code="missing_field", field="params.chat_id")
+    params = {**params, "chat_id": _chat_id(params["chat_id"], "params.chat_id")}
+    if method == "sendMessage":
+        _text(params.get("text"), "params.text")
+    _parse_mode(params.get("parse_mode"), "params.parse_mode")
+    try:
+        build_method(method, params)
+    except InvalidParams as exc:
+        field = f"params.{exc.field}" if exc.field else "params"
+        raise InputError(f"params.{exc}", code="invalid_params", field=field) from None
+    return Command(method=method, params=params)
+
+
+def _short(body: dict[str, Any], allowed_users: Iterable[int]) -> list[Command]:
+    for name in body:
+        if name != "text" and name not in SHORT_FIELDS and name not in ENVELOPE_FIELDS:
+            raise InputError(f"unknown field '{name}'", code="unknown_field", field=name)
+    if "text" not in body:
+        raise InputError(
+            "text is required (or use the general form with 'method' and 'params')",
+            code="missing_field",
+            field="text",
+        )
+    text = _text(body["text"], "text")
+    for name, types in SHORT_FIELDS.items():
+        value = body.get(name)
+        if value is not None and (
+            not isinstance(value, types) or isinstance(value, bool) != (bool in types)
+        ):
+            expected = " or ".join(_type_name(t) for t in types)
+            raise InputError(f"{name} must be {expected}", code="invalid_type", field=name)
+    _parse_mode(body.get("parse_mode"), "parse_mode")
+    extras = {
+        k: v for k, v in body.items() if k in SHORT_FIELDS and k != "chat_id" and v is not None
+    }
+    if body.get("chat_id") is not None:
+        chats: list[int | str] = [_chat_id(body["chat_id"], "chat_id")]
+    else:
+        chats = sorted(allowed_users)
+    commands = []
+    for chat in chats:
+        params = {"chat_id": chat, "text": text, **extras}
+        try:
+            build_method("sendMessage", params)
+        except InvalidParams as exc:
+            raise InputError(str(exc), code="invalid_params", field=exc.field) from None
+        commands.append(Command(method="sendMessage", params=params))
+    return commands
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{field} must be a string", code="invalid_type", field=field)
+    if not value.strip():
+        raise InputError(f"{field} must not be empty", code="empty_text", field=field)
+    return value
+
+
+def _chat_id(value: Any, field: str) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 2**53:
+            raise InputError(f"{field} is out of range", code="invalid_chat_id", field=field)
+        return value
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.lstrip("-").isdigit() and len(stripped) < 16:
+            return int(stripped)
+        if (
+            stripped.startswith("@")
+            and len(stripped) > 1
+            and stripped[1:].replace("_", "").isalnum()
+        ):
+            return stripped
+    raise InputError(
+        f"{field} must be a numeric chat id or an @channelusername",
+        code="invalid_chat_id",
+        field=field,
+    )
+
+
+def _parse_mode(value: Any, field: str) -> None:
+    if value is not None and value not in c.PARSE_MODES:
+        raise InputError(
+            f"{field} must be one of {', '.join(c.PARSE_MODES)}",
+            code="invalid_parse_mode",
+            field=field,
+        )
+
+
+def _idempotency_key(body_value: Any, header: str | None) -> str | None:
+    value = body_value if body_value is not None else header
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        raise InputError(
+            "idempotency_key must be a string of 1-255 characters",
+            code="invalid_idempotency_key",
+            field="idempotency_key",
+        )
+    return value
+
+
+def _type_name(t: type) -> str:
+    return {int: "an integer", str: "a string", bool: "true or false", dict: "an object"}[t]

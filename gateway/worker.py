@@ -1,0 +1,294 @@
+"""The queue worker: takes commands from the queue and makes their Bot API calls.
+
+It keeps a ring of lanes (one per chat) with queued work and walks it round robin, so one busy
+chat never starves the others. A lane has at most one command in flight, which keeps each
+chat's order. Before every send it asks the flood controller for a slot; Telegram's own answers
+(`gateway.telegram.call`) then decide: delivered, paused (429), migrated, retried with backoff,
+or failed for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot
+
+from gateway import constants as c
+from gateway import telegram
+from gateway.commands import Command
+from gateway.flood import FloodController
+from gateway.queue.base import Queue
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+#: Two 429s for different chats this close together mean the bot as a whole is throttled.
+GLOBAL_FLOOD_WINDOW_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How long a command keeps being retried after transient failures."""
+
+    max_attempts: int = 8
+    max_age: float = 3600.0
+
+
+class DeliveryHooks:
+    """Observers of what the worker does (metrics, status waiters). All no-ops here."""
+
+    def sent(self, command: Command, latency: float) -> None:
+        """A command was delivered `latency` seconds after it was accepted."""
+
+    def failed(self, command: Command, reason: str) -> None:
+        """A command failed for good."""
+
+    def retried(self, command: Command, reason: str) -> None:
+        """A command goes back to the queue."""
+
+    def flood_wait(self, command: Command, retry_after: float) -> None:
+        """Telegram answered 429."""
+
+
+def flood_key(chat: int | str) -> int | str:
+    """Flood control is keyed by chat id: numeric ids as ints (negative ones are groups)."""
+    if isinstance(chat, int):
+        return chat
+    try:
+        return int(chat)
+    except ValueError:
+        return chat
+
+
+class Worker:
+    """The coroutine that connects the queue to the Bot API."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        bot: Bot,
+        flood: FloodController,
+        budget: RetryBudget,
+        *,
+        hooks: DeliveryHooks | None = None,
+        max_in_flight: int = c.MAX_IN_FLIGHT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._queue = queue
+        self._bot = bot
+        self._flood = flood
+        self._budget = budget
+        self._hooks = hooks or DeliveryHooks()
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        #: lane → Unix time its oldest queued command is due; insertion order is the ring.
+        self._ring: OrderedDict[str, float] = OrderedDict()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._commands: dict[str, Command] = {}
+        self._migrated: dict[str, int] = {}
+        self._last_flood: tuple[float, str] | None = None
+        self._wake = asyncio.Event()
+        self._running = False
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    @property
+    def running(self) -> bool:
+        """True while the delivery loop runs."""
+        return self._running
+
+    def notify(self, lanes: Iterable[str]) -> None:
+        """New work in `lanes` (called after the queue stored it)."""
+        for lane in lanes:
+            if lane not in self._ring:
+                self._ring[lane] = 0.0
+        self._wake.set()
+
+    async def wait_final(self, command_id: str, timeout: float) -> None:
+        """Return when the command reaches a final status, or after `timeout` seconds."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(command_id, []).append(future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(command_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(command_id, None)
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        recovered = await self._queue.recover()
+        if recovered:
+            logger.info("put %d interrupted command(s) back in the queue", recovered)
+        for lane, due in (await self._queue.lanes()).items():
+            self._ring[lane] = due
+        self._running = True
+        try:
+            while True:
+                await self._step()
+        finally:
+            self._running = False
+
+    async def stop(self, grace: float = c.SHUTDOWN_GRACE_SECONDS) -> None:
+        """After the loop is cancelled: let in-flight sends finish, put the rest back."""
+        tasks = list(self._in_flight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for command in list(self._commands.values()):
+            now = self._clock()
+            await self._queue.retry(command.id, now, now, refund=True)
+            logger.info("put in-flight command %s back in the queue", command.id)
+        self._commands.clear()
+
+    async def _step(self) -> None:
+        if len(self._in_flight) >= self._max_in_flight:
+            await self._sleep(None)
+            return
+        now = self._clock()
+        lane, wait = self._pick(now)
+        if lane is None:
+            await self._sleep(wait)
+            return
+        command = await self._queue.claim(lane, now)
+        if command is None:  # the lane emptied or its head is not due after all
+            await self._refresh(lane)
+            return
+        self._ring.move_to_end(lane)
+        if lane in self._migrated:
+            command.params = {**command.params, "chat_id": self._migrated[lane]}
+        self._commands[lane] = command
+        task = asyncio.create_task(self._deliver(lane, command), name=f"deliver {command.id}")
+        self._in_flight[lane] = task
+
+    def _pick(self, now: float) -> tuple[str | None, float | None]:
+        """The next lane allowed to send now, or how long until one may."""
+        soonest = math.inf
+        for lane, due in self._ring.items():
+            if lane in self._in_flight:
+                continue
+            if due > now:
+                soonest = min(soonest, due - now)
+                continue
+            delay = self._flood.try_acquire(flood_key(self._migrated.get(lane, lane)))
+            if delay <= 0:
+                return lane, None
+            soonest = min(soonest, delay)
+            if self._flood.global_wait() > 0:
+                break  # every lane waits for the bot-wide limit: no point asking the rest
+        return None, (None if soonest == math.inf else soonest)
+
+    async def _sleep(self, timeout: float | None) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _refresh(self, lane: str) -> None:
+        due = await self._queue.head_due(lane)
+        if due is None:
+            self._ring.pop(lane, None)
+        else:
+            self._ring[lane] = due
+
+    async def _deliver(self, lane: str, command: Command) -> None:
+        try:
+            outcome = await telegram.call(self._bot, command.method, command.params)
+            await self._settle(lane, command, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not kill the worker or lose the command
+            logger.exception("delivering %s failed unexpectedly; it will be retried", command.id)
+            now = self._clock()
+            await self._queue.retry(command.id, now + BACKOFF_CAP_SECONDS, now)
+        self._commands.pop(lane, None)
+        self._in_flight.pop(lane, None)
+        await self._refresh(lane)
+        self._wake.set()
+
+    async def _settle(self, lane: str, command: Command, outcome: telegram.Outcome) -> None:
+        now = self._clock()
+        match outcome:
+            case telegram.Delivered(result):
+                await self._queue.complete(command.id, result, now)
+                self._hooks.sent(command, now - command.created_at)
+                self._resolve(command.id)
+            case telegram.FloodWait(retry_after, description):
+                self._pause(lane, retry_after, now)
+                self._hooks.flood_wait(command, retry_after)
+                error = {"code": "too_many_requests", "description": description}
+                await self._queue.retry(command.id, now + retry_after, now, error, refund=True)
+            case telegram.Migrated(chat_id, description):
+                logger.info("chat %s migrated to %s; following it", lane, chat_id)
+                self._migrated[lane] = chat_id
+                params = {**command.params, "chat_id": chat_id}
+                await self._queue.retry(command.id, now, now, params=params, refund=True)
+            case telegram.Failure() as failure if failure.retryable and self._may_retry(command):
+                delay = self._backoff(command.attempts)
+                self._hooks.retried(command, failure.code)
+                logger.info(
+                    "%s %s: %s; retry %d in %.1fs",
+                    command.method,
+                    command.id,
+                    failure.description,
+                    command.attempts,
+                    delay,
+                )
+                await self._queue.retry(command.id, now + delay, now, failure.as_error())
+            case telegram.Failure() as failure:
+                error = failure.as_error()
+                if failure.retryable:
+                    error["description"] = (
+                        f"gave up after {command.attempts} attempt(s): {failure.description}"
+                    )
+                logger.warning("%s %s failed: %s", command.method, command.id, error["description"])
+                await self._queue.fail(command.id, error, now)
+                self._hooks.failed(command, failure.code)
+                self._resolve(command.id)
+
+    def _pause(self, lane: str, retry_after: float, now: float) -> None:
+        key = flood_key(self._migrated.get(lane, lane))
+        last, self._last_flood = self._last_flood, (now, lane)
+        bot_wide = lane == "" or (
+            last is not None and last[1] != lane and now - last[0] < GLOBAL_FLOOD_WINDOW_SECONDS
+        )
+        if bot_wide:
+            self._flood.pause_all(retry_after)
+        else:
+            self._flood.pause_chat(key, retry_after)
+        logger.warning(
+            "Telegram asked to wait %.0fs (%s)", retry_after, "all chats" if bot_wide else lane
+        )
+
+    def _may_retry(self, command: Command) -> bool:
+        too_old = self._clock() - command.created_at >= self._budget.max_age
+        return command.attempts < self._budget.max_attempts and not too_old
+
+    @staticmethod
+    def _backoff(attempts: int) -> float:
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempts - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _resolve(self, command_id: str) -> None:
+        for future in self._waiters.pop(command_id, []):
+            if not future.done():
+                future.set_result(None)
+
+
+def describe(command: Command) -> dict[str, Any]:
+    """A log-friendly summary of a command (never its text)."""
+    return {"id": command.id, "method": command.method, "chat": command.lane}
