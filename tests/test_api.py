@@ -1,0 +1,157 @@
+"""`/enqueue_command` and `/healthz`, end to end: HTTPS in, the sandbox chat out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import USER, Gateway, GatewayFactory, Sandbox
+
+pytestmark = pytest.mark.asyncio
+
+
+async def create_chat(sandbox: Sandbox, chat_id: int, kind: str = "private") -> None:
+    body = {"chat_id": chat_id, "type": kind, "bot_id": 4242, "title": "ops"}
+    async with sandbox.http.post(f"{sandbox.url}/sandbox/chats", json=body) as resp:
+        assert resp.status in (200, 201), await resp.text()
+
+
+async def test_short_form_reaches_the_allowed_user(gateway: Gateway, sandbox: Sandbox) -> None:
+    await create_chat(sandbox, USER)
+    status, body = await gateway.enqueue({"text": "deploy <b>done</b>", "parse_mode": "HTML"})
+    assert status == 202
+    assert body["status"] == "queued" and body["id"].startswith("cmd_")
+    [message] = await sandbox.wait_messages(USER, 1)
+    assert message["text"] == "deploy done"
+
+
+async def test_default_recipients_are_every_allowed_user(
+    workspace: Any, gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    workspace.write("config/secrets/allowed_user.txt", "1111\n3333\n")
+    for chat in (1111, 3333):
+        await create_chat(sandbox, chat)
+    async with gateway_factory() as gw:
+        status, body = await gw.enqueue({"text": "to all"})
+        assert status == 202 and len(body["ids"]) == 2 and body["id"] == body["ids"][0]
+        for chat in (1111, 3333):
+            assert [m["text"] for m in await sandbox.wait_messages(chat, 1)] == ["to all"]
+
+
+async def test_explicit_chat_and_general_form(gateway: Gateway, sandbox: Sandbox) -> None:
+    await create_chat(sandbox, -5000, "group")
+    status, _ = await gateway.enqueue(
+        {"method": "sendMessage", "params": {"chat_id": -5000, "text": "first"}}
+    )
+    assert status == 202
+    [first] = await sandbox.wait_messages(-5000, 1)
+    status, _ = await gateway.enqueue(
+        {
+            "method": "editMessageText",
+            "params": {"chat_id": -5000, "message_id": first["message_id"], "text": "edited"},
+        }
+    )
+    assert status == 202
+    status, _ = await gateway.enqueue({"method": "sendChatAction", "params": {"chat_id": -5000, "action": "typing"}})
+    assert status == 202
+    status, _ = await gateway.enqueue({"text": "second", "chat_id": "-5000"})
+    assert status == 202
+    messages = await sandbox.wait_messages(-5000, 2)
+    assert [m["text"] for m in messages] == ["edited", "second"]
+    status, _ = await gateway.enqueue(
+        {"method": "deleteMessage", "params": {"chat_id": -5000, "message_id": first["message_id"]}}
+    )
+    assert status == 202
+    for _ in range(100):
+        if len(await sandbox.messages(-5000)) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert [m["text"] for m in await sandbox.messages(-5000)] == ["second"]
+
+
+async def test_long_text_is_accepted(gateway: Gateway) -> None:
+    status, body = await gateway.enqueue({"text": "x" * 5000, "chat_id": USER})
+    assert status == 202 and body["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({}, "missing_field", "text"),
+        ({"chat_id": 1}, "missing_field", "text"),
+        ({"text": ""}, "empty_text", "text"),
+        ({"text": "   "}, "empty_text", "text"),
+        ({"text": 42}, "invalid_type", "text"),
+        ({"text": "hi", "chat_id": 1.5}, "invalid_type", "chat_id"),
+        ({"text": "hi", "chat_id": "ann"}, "invalid_chat_id", "chat_id"),
+        ({"text": "hi", "chat_id": True}, "invalid_type", "chat_id"),
+        ({"text": "hi", "parse_mode": "html5"}, "invalid_parse_mode", "parse_mode"),
+        ({"text": "hi", "colour": "red"}, "unknown_field", "colour"),
+        ({"method": "banChatMember", "params": {"chat_id": 1}}, "unknown_method", "method"),
+        ({"method": "sendMessage", "params": "x"}, "invalid_type", "params"),
+        ({"method": "sendMessage", "params": {"text": "x"}}, "missing_field", "params.chat_id"),
+        ({"method": "sendMessage", "params": {"chat_id": 1}}, "missing_field", "params.text"),
+        (
+            {"method": "editMessageText", "params": {"chat_id": 1, "text": "x"}},
+            "invalid_params",
+            None,
+        ),
+        (
+            {"method": "sendMessage", "params": {"chat_id": 1, "text": "x", "bogus": 1}},
+            "invalid_params",
+            "params.bogus",
+        ),
+    ],
+)
+async def test_bad_input_gets_a_clear_400(
+    gateway: Gateway, body: dict[str, Any], code: str, field: str | None
+) -> None:
+    status, answer = await gateway.enqueue(body)
+    assert status == 400, answer
+    error = answer["error"]
+    assert error["code"] == code
+    assert error["message"]
+    if field is not None:
+        assert error["field"] == field
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe", b'{"text": NaN}', b"[" * 100000],
+)
+async def test_malformed_json_is_400(gateway: Gateway, raw: bytes) -> None:
+    async with gateway.http.post(
+        f"{gateway.url}/enqueue_command", data=raw, headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["code"] == "invalid_json"
+
+
+async def test_non_json_content_type_is_415(gateway: Gateway) -> None:
+    async with gateway.http.post(f"{gateway.url}/enqueue_command", data={"text": "hi"}) as resp:
+        assert resp.status == 415
+        assert (await resp.json())["error"]["code"] == "unsupported_media_type"
+
+
+async def test_body_over_the_limit_is_413(gateway_factory: GatewayFactory) -> None:
+    async with gateway_factory({"GATEWAY_SERVER_BODY_LIMIT": "2048"}) as gw:
+        status, answer = await gw.enqueue({"text": "x" * 4000})
+        assert status == 413
+        assert answer["error"]["code"] == "body_too_large"
+        status, _ = await gw.enqueue({"text": "x" * 1000})
+        assert status == 202
+
+
+async def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
+    async with gateway.http.get(f"{gateway.url}/nope") as resp:
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    async with gateway.http.get(f"{gateway.url}/enqueue_command") as resp:
+        assert resp.status == 405 and "Allow" in resp.headers
+
+
+async def test_healthz(gateway: Gateway) -> None:
+    async with gateway.http.get(f"{gateway.url}/healthz") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"status": "ok"}

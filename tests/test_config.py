@@ -1,0 +1,208 @@
+"""Configuration: defaults, overrides, and one clear line for every user mistake."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.certs import generate_certificate, write_certificate
+from gateway.config import load_config
+from gateway.errors import CertificateError, ConfigError
+from gateway.server import check_certificate
+
+TOKEN = "4242:test-token-abcdef"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Path:
+    """A directory laid out like the original version's: token, users, certificate pair."""
+    write(tmp_path, "config/secrets/bot_api.txt", TOKEN)
+    write(tmp_path, "config/secrets/allowed_user.txt", "1111\n# ops\n\n2222  # on call\n")
+    return tmp_path
+
+
+def test_defaults_without_any_file_mean_sandbox_mode(tmp_path: Path) -> None:
+    config = load_config(None, {}, base_dir=tmp_path)
+    assert config.sandbox_mode
+    assert config.server.port == 8443
+    assert config.telegram.api_base == "https://api.telegram.org"
+    assert config.public_url == "https://127.0.0.1:8443"
+    assert config.webhook_url == "https://127.0.0.1:8443/telegram/webhook"
+    assert config.allowed_users == frozenset({1111})
+    assert config.queue.backend == "memory"
+
+
+def test_original_secrets_files_are_read(live: Path) -> None:
+    env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org"}
+    config = load_config(None, env, base_dir=live)
+    assert not config.sandbox_mode
+    assert config.token is not None and config.token.reveal() == TOKEN
+    assert config.allowed_users == frozenset({1111, 2222})
+    assert config.public_url == "https://gw.example.org"
+
+
+def test_secret_token_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    first = load_config(None, {}, base_dir=tmp_path)
+    path = tmp_path / "config/secrets/webhook_secret.txt"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    second = load_config(None, {}, base_dir=tmp_path)
+    assert first.secret_token == second.secret_token
+    assert TOKEN not in repr(first) and first.secret_token.reveal() not in repr(first)
+
+
+def test_toml_file_and_environment_override(live: Path) -> None:
+    write(
+        live,
+        "config/gateway.toml",
+        '[server]\nport = 88\npublic_url = "https://gw.example.org:88"\n'
+        "[telegram]\nmax_connections = 10\n",
+    )
+    env = {"GATEWAY_TELEGRAM_MAX_CONNECTIONS": "5", "GATEWAY_TELEGRAM_API_BASE": "http://x:1"}
+    config = load_config(None, env, base_dir=live)
+    assert config.server.port == 88
+    assert config.telegram.max_connections == 5
+    assert config.telegram.api_base == "http://x:1"
+
+
+def test_bot_token_from_environment_wins(tmp_path: Path) -> None:
+    env = {"GATEWAY_BOT_TOKEN": "77:from-env", "GATEWAY_SERVER_PUBLIC_URL": "https://h"}
+    write(tmp_path, "config/secrets/allowed_user.txt", "1\n")
+    config = load_config(None, env, base_dir=tmp_path)
+    assert config.token is not None and config.token.reveal() == "77:from-env"
+
+
+@pytest.mark.parametrize(
+    ("files", "env", "message"),
+    [
+        ({}, {"GATEWAY_TELEGRAM_TOKEN_FILE": "nope.txt"}, "nope.txt: bot token file not found"),
+        (
+            {"config/secrets/bot_api.txt": "not a token"},
+            {},
+            "config/secrets/bot_api.txt: not a bot token",
+        ),
+        (
+            {"config/secrets/allowed_user.txt": "1111\nann\n"},
+            {},
+            "config/secrets/allowed_user.txt:2: 'ann' is not a numeric Telegram user id",
+        ),
+        ({"config/gateway.toml": "[server]\nprot = 1\n"}, {}, "unknown key [server] prot"),
+        ({"config/gateway.toml": "[srv]\n"}, {}, "unknown section or key 'srv'"),
+        ({"config/gateway.toml": "[server\n"}, {}, "not valid TOML"),
+        ({"config/gateway.toml": '[server]\nport = "x"\n'}, {}, "[server] port must be a whole"),
+        ({}, {"GATEWAY_SERVER_PORT": "eighty"}, "GATEWAY_SERVER_PORT must be a whole number"),
+        ({}, {"GATEWAY_SERVER_PORTT": "1"}, "GATEWAY_SERVER_PORTT is not a known setting"),
+        (
+            {},
+            {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org:8080"},
+            "public_url port 8080 is not allowed by Telegram",
+        ),
+        ({}, {"GATEWAY_SERVER_PUBLIC_URL": "http://gw.example.org"}, "must be an https:// URL"),
+        ({}, {"GATEWAY_TELEGRAM_MAX_CONNECTIONS": "500"}, "max_connections must be between"),
+        ({}, {"GATEWAY_QUEUE_BACKEND": "kafka"}, "[queue] backend must be one of"),
+        ({"config/secrets/webhook_secret.txt": "a b"}, {}, "may only contain"),
+    ],
+)
+def test_user_errors_name_the_file_or_key(
+    live: Path, files: dict[str, str], env: dict[str, str], message: str
+) -> None:
+    for relative, text in files.items():
+        write(live, relative, text)
+    env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org", **env}
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env, base_dir=live)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_public_url_is_required_with_a_token(live: Path) -> None:
+    with pytest.raises(ConfigError, match="public_url is required"):
+        load_config(None, {}, base_dir=live)
+
+
+def test_explicit_config_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="missing.toml: config file not found"):
+        load_config(tmp_path / "missing.toml", {}, base_dir=tmp_path)
+
+
+def test_legacy_certificate_location_is_preferred(live: Path) -> None:
+    write_certificate(live / "config/secrets", "gw.example.org", 30)
+    env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org"}
+    config = load_config(None, env, base_dir=live)
+    assert config.certificate_path == live / "config/secrets/certificate.pem"
+    assert check_certificate(config).self_signed
+
+
+def _config_with_cert(live: Path, host: str = "gw.example.org") -> Path:
+    write_certificate(live / "certs", host, 30)
+    return live
+
+
+def test_certificate_problems_stop_start_up(live: Path) -> None:
+    env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org"}
+    config = load_config(None, env, base_dir=live)
+    with pytest.raises(CertificateError, match="certificate.pem"):
+        check_certificate(config)  # missing
+
+    _config_with_cert(live, "other.example.org")
+    with pytest.raises(CertificateError, match="not for public_url host gw.example.org"):
+        check_certificate(config)
+
+    (live / "certs/key.pem").write_bytes(generate_certificate("gw.example.org")[1])
+    with pytest.raises(CertificateError, match="key.pem"):
+        check_certificate(config)  # mismatched key
+
+
+def test_readable_private_key_is_refused(live: Path) -> None:
+    _config_with_cert(live)
+    os.chmod(live / "certs/key.pem", 0o644)
+    env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org"}
+    with pytest.raises(CertificateError, match="key.pem"):
+        check_certificate(load_config(None, env, base_dir=live))
+
+
+def test_expired_certificate_is_refused(live: Path) -> None:
+    _config_with_cert(live)
+    from gateway.certs import load_certificate_pair
+
+    later = datetime.now(UTC) + timedelta(days=400)
+    with pytest.raises(CertificateError, match="expired"):
+        load_certificate_pair(live / "certs/certificate.pem", live / "certs/key.pem", now=later)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"GATEWAY_TELEGRAM_TOKEN_FILE": "nope.txt"}, "nope.txt: bot token file not found"),
+        ({"GATEWAY_SERVER_PUBLIC_URL": "https://h:1234"}, "port 1234 is not allowed"),
+    ],
+)
+def test_cli_prints_one_line_and_exits_2(
+    tmp_path: Path, env: dict[str, str], needle: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "run"],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
