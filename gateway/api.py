@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import generate_latest
 
 from gateway import constants as c
 from gateway import keys
+from gateway.errors import InputError
 from gateway.http import read_json_object
 from gateway.validation import parse_enqueue
 
@@ -19,7 +23,12 @@ async def enqueue_command(request: web.Request) -> web.Response:
     app = request.app
     config = app[keys.CONFIG]
     body = await read_json_object(request, config.server.body_limit)
-    parsed = parse_enqueue(body, config.allowed_users, request.headers.get(c.IDEMPOTENCY_HEADER))
+    parsed = parse_enqueue(
+        body,
+        config.allowed_users,
+        request.headers.get(c.IDEMPOTENCY_HEADER),
+        config.delivery.long_text,
+    )
     commands = await app[keys.OUTBOX].submit(parsed.commands)
     logger.info(
         "accepted %d command(s) %s from %s",
@@ -31,6 +40,45 @@ async def enqueue_command(request: web.Request) -> web.Response:
     if len(commands) > 1:
         answer["ids"] = [command.id for command in commands]
     return web.json_response(answer, status=202)
+
+
+async def get_command(request: web.Request) -> web.Response:
+    """`GET /commands/{id}[?wait=N]`: a command's status; `wait` holds until it is final."""
+    app = request.app
+    command_id = request.match_info["id"]
+    wait = _wait_seconds(request.query.get("wait"))
+    command = await app[keys.QUEUE].get(command_id)
+    if command is None:
+        raise InputError(f"no command {command_id!r}", code="not_found", status=404)
+    if wait > 0 and not command.status.final:
+        await app[keys.WORKER].wait_final(command_id, wait)
+        command = await app[keys.QUEUE].get(command_id) or command
+    return web.json_response(command.public())
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= c.MAX_WAIT_SECONDS:
+        raise InputError(
+            f"wait must be a number of seconds from 0 to {c.MAX_WAIT_SECONDS:g}",
+            code="invalid_wait",
+            field="wait",
+        )
+    return value
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """`GET /metrics` in Prometheus' text format."""
+    registry = request.app[keys.METRICS]
+    registry.depth.set(await request.app[keys.QUEUE].depth())
+    return web.Response(
+        body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -53,4 +101,6 @@ async def healthz(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Mount the REST API."""
     app.router.add_post(c.ENQUEUE_PATH, enqueue_command)
+    app.router.add_get(c.COMMANDS_PATH + "/{id}", get_command)
     app.router.add_get(c.HEALTH_PATH, healthz)
+    app.router.add_get(c.METRICS_PATH, metrics)

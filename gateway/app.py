@@ -16,6 +16,7 @@ from gateway.errors import StartupError
 from gateway.flood import FloodController, FloodLimits
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
+from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
@@ -47,7 +48,10 @@ def create_app(config: Config, *, queue: Queue | None = None) -> web.Application
         )
     )
     budget = RetryBudget(config.delivery.max_attempts, config.delivery.max_age)
-    app[keys.WORKER] = Worker(app[keys.QUEUE], app[keys.BOT], flood, budget)
+    app[keys.METRICS] = Metrics()
+    app[keys.WORKER] = Worker(
+        app[keys.QUEUE], app[keys.BOT], flood, budget, hooks=app[keys.METRICS]
+    )
     app[keys.OUTBOX] = Outbox(app[keys.QUEUE], app[keys.WORKER])
     app[keys.DISPATCHER] = build_dispatcher(
         app[keys.OUTBOX], config.allowed_users, config.telegram.refusal_text

@@ -59,7 +59,13 @@ SANDBOX_DEMO_USER: Final = 1111
 # --- REST API -----------------------------------------------------------------------------------
 ENQUEUE_PATH: Final = "/enqueue_command"
 HEALTH_PATH: Final = "/healthz"
+COMMANDS_PATH: Final = "/commands"
+METRICS_PATH: Final = "/metrics"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+#: How long an idempotency key is remembered.
+IDEMPOTENCY_WINDOW_SECONDS: Final = 24 * 3600
+#: Longest `GET /commands/{id}?wait=N`.
+MAX_WAIT_SECONDS: Final = 60.0
 
 #: Bot API methods /enqueue_command accepts in its general form.
 ALLOWED_METHODS: Final = (

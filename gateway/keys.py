@@ -9,6 +9,7 @@ from aiogram.types import User
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
 from gateway.worker import Worker
@@ -30,3 +31,4 @@ WORKER = web.AppKey("worker", Worker)
 OUTBOX = web.AppKey("outbox", Outbox)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 WEBHOOK = web.AppKey("webhook", WebhookStatus)
+METRICS = web.AppKey("metrics", Metrics)

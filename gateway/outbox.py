@@ -6,9 +6,12 @@ is subject to the same order, flood control, retries and status tracking.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from gateway import constants as c
 from gateway.commands import Command
 from gateway.queue.base import Queue
 from gateway.worker import Worker
@@ -20,12 +23,27 @@ class Outbox:
     def __init__(self, queue: Queue, worker: Worker) -> None:
         self._queue = queue
         self._worker = worker
+        self._lock = asyncio.Lock()
 
     async def submit(self, commands: Sequence[Command]) -> Sequence[Command]:
         """Store `commands` (durably, for a durable queue) and schedule them."""
         await self._queue.put(commands)
         self._worker.notify({command.lane for command in commands})
         return commands
+
+    async def submit_once(
+        self, commands: Sequence[Command], key: str | None
+    ) -> tuple[Sequence[Command], Command | None]:
+        """Like `submit`, unless `key` was used in the last 24 h: then nothing is queued and
+        the original command is returned as the second item."""
+        if key is None:
+            return await self.submit(commands), None
+        async with self._lock:  # two concurrent repeats must not both get through
+            since = time.time() - c.IDEMPOTENCY_WINDOW_SECONDS
+            original = await self._queue.find_idempotent(key, since)
+            if original is not None:
+                return [], original
+            return await self.submit(commands), None
 
     async def send(self, method: str, **params: Any) -> Command:
         """Queue one Bot API call made by the gateway itself (a reply, a notice)."""

@@ -14,7 +14,9 @@ from typing import Any
 
 from gateway import constants as c
 from gateway.commands import Command
+from gateway.config import LongText
 from gateway.errors import InputError
+from gateway.split import MarkupError, truncate_text, visible_length
 from gateway.telegram import InvalidParams, build_method
 
 #: Fields of the short form beside `text`, with the types they must have.
@@ -39,14 +41,45 @@ class EnqueueRequest:
 
 
 def parse_enqueue(
-    body: dict[str, Any], allowed_users: Iterable[int], idempotency_header: str | None = None
+    body: dict[str, Any],
+    allowed_users: Iterable[int],
+    idempotency_header: str | None = None,
+    long_text: LongText = "split",
 ) -> EnqueueRequest:
-    """Check an `/enqueue_command` body; raise InputError naming the first bad field."""
+    """Check an `/enqueue_command` body; raise InputError naming the first bad field.
+
+    Text over Telegram's limit is checked here per `long_text`: "reject" refuses it,
+    "truncate" shortens it now, "split" leaves it whole for the worker to send in parts.
+    """
     key = _idempotency_key(body.get("idempotency_key"), idempotency_header)
     commands = [_general(body)] if "method" in body else _short(body, allowed_users)
     for command in commands:
         command.idempotency_key = key
+        _long_text(command, long_text, "params.text" if "method" in body else "text")
     return EnqueueRequest(commands, key)
+
+
+def _long_text(command: Command, policy: LongText, field: str) -> None:
+    text = command.params.get("text")
+    if command.method not in ("sendMessage", "editMessageText") or not isinstance(text, str):
+        return
+    if len(text) <= c.MAX_MESSAGE_LENGTH // 2:
+        return  # cannot be over the limit even in UTF-16 units: skip parsing
+    mode = command.params.get("parse_mode")
+    try:
+        length = visible_length(text, mode)
+    except MarkupError as exc:
+        raise InputError(f"{field}: {exc}", code="invalid_markup", field=field) from None
+    if length <= c.MAX_MESSAGE_LENGTH:
+        return
+    if policy == "reject" or command.method == "editMessageText":
+        raise InputError(
+            f"{field} is {length} characters long; Telegram's limit is {c.MAX_MESSAGE_LENGTH}",
+            code="text_too_long",
+            field=field,
+        )
+    if policy == "truncate":
+        command.params = {**command.params, "text": truncate_text(text, mode)}
 
 
 def _general(body: dict[str, Any]) -> Command:
@@ -112,6 +145,8 @@ def _short(body: dict[str, Any], allowed_users: Iterable[int]) -> list[Command]:
 
 
 def _text(value: Any, field: str) -> str:
+    if value is None:
+        raise InputError(f"{field} is required", code="missing_field", field=field)
     if not isinstance(value, str):
         raise InputError(f"{field} must be a string", code="invalid_type", field=field)
     if not value.strip():

@@ -38,6 +38,7 @@ async def handle_update(request: web.Request) -> web.Response:
         update = Update.model_validate(data, context={"bot": app[keys.BOT]})
     except (ValueError, RecursionError, ValidationError):
         return error_response(400, "invalid_update", "the body is not a JSON Update")
+    app[keys.METRICS].updates.labels(update.event_type).inc()
     try:
         await app[keys.DISPATCHER].feed_update(app[keys.BOT], update)
     except Exception:

@@ -27,6 +27,7 @@ from gateway import telegram
 from gateway.commands import Command
 from gateway.flood import FloodController
 from gateway.queue.base import Queue
+from gateway.split import MarkupError, split_text, visible_length
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class Worker:
 
     async def _deliver(self, lane: str, command: Command) -> None:
         try:
-            outcome = await telegram.call(self._bot, command.method, command.params)
+            outcome = await self._call(lane, command)
             await self._settle(lane, command, outcome)
         except asyncio.CancelledError:
             raise
@@ -219,6 +220,31 @@ class Worker:
         self._in_flight.pop(lane, None)
         await self._refresh(lane)
         self._wake.set()
+
+    async def _call(self, lane: str, command: Command) -> telegram.Outcome:
+        """One Bot API call, or, for a text over Telegram's limit, one call per part."""
+        parts = long_text_parts(command)
+        if parts is None:
+            return await telegram.call(self._bot, command.method, command.params)
+        # Parts already delivered (before a retry or a restart) are not sent again.
+        done: list[Any] = list(command.result) if isinstance(command.result, list) else []
+        start = len(done)
+        for index in range(start, len(parts)):
+            if index > start:  # the pick already paid for the first part's flood slot
+                await self._acquire(lane)
+            params = part_params(command.params, parts, index)
+            outcome = await telegram.call(self._bot, command.method, params)
+            if not isinstance(outcome, telegram.Delivered):
+                return outcome
+            done.append(outcome.result)
+            command.result = done
+            await self._queue.save_progress(command.id, done, self._clock())
+        return telegram.Delivered(done)
+
+    async def _acquire(self, lane: str) -> None:
+        key = flood_key(self._migrated.get(lane, lane))
+        while (delay := self._flood.try_acquire(key)) > 0:
+            await asyncio.sleep(delay)
 
     async def _settle(self, lane: str, command: Command, outcome: telegram.Outcome) -> None:
         now = self._clock()
@@ -289,6 +315,28 @@ class Worker:
                 future.set_result(None)
 
 
-def describe(command: Command) -> dict[str, Any]:
-    """A log-friendly summary of a command (never its text)."""
-    return {"id": command.id, "method": command.method, "chat": command.lane}
+def long_text_parts(command: Command) -> list[str] | None:
+    """The parts of a sendMessage whose text is over Telegram's limit; None if it fits."""
+    text = command.params.get("text")
+    if command.method != "sendMessage" or not isinstance(text, str):
+        return None
+    if len(text) <= c.MAX_MESSAGE_LENGTH // 2:
+        return None
+    mode = command.params.get("parse_mode")
+    try:
+        if visible_length(text, mode) <= c.MAX_MESSAGE_LENGTH:
+            return None
+        return split_text(text, mode)
+    except MarkupError:
+        return None  # checked at enqueue; if it slipped through, Telegram gives the reason
+
+
+def part_params(params: dict[str, Any], parts: list[str], index: int) -> dict[str, Any]:
+    """Parameters of part `index`: a reply goes on the first part, buttons on the last."""
+    out = {**params, "text": parts[index]}
+    if index > 0:
+        out.pop("reply_parameters", None)
+        out.pop("reply_to_message_id", None)
+    if index < len(parts) - 1:
+        out.pop("reply_markup", None)
+    return out

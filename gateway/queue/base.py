@@ -73,6 +73,10 @@ class Queue(ABC):
         """
 
     @abstractmethod
+    async def save_progress(self, command_id: str, result: Any, now: float) -> None:
+        """Record a partial result (the parts of a split message sent so far); status unchanged."""
+
+    @abstractmethod
     async def recover(self) -> int:
         """At start-up: put every `sending` command back to `queued`; how many there were."""
 

@@ -85,6 +85,10 @@ class MemoryQueue(Queue):
         if params is not None:
             command.params = params
 
+    async def save_progress(self, command_id: str, result: Any, now: float) -> None:
+        command = self._commands[command_id]
+        command.result, command.updated_at = result, now
+
     async def recover(self) -> int:
         count = 0
         for command in self._commands.values():

@@ -1,0 +1,61 @@
+"""Prometheus metrics: what was accepted, sent, failed, retried, throttled, and how fast."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.commands import Command
+from gateway.worker import DeliveryHooks
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class Metrics(DeliveryHooks):
+    """The gateway's metrics, in a registry of their own (one per app, so tests don't clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.accepted = Counter(
+            "gateway_commands_accepted", "Commands accepted for delivery", ["method"], registry=r
+        )
+        self.sent_total = Counter(
+            "gateway_commands_sent", "Commands delivered", ["method"], registry=r
+        )
+        self.failed_total = Counter(
+            "gateway_commands_failed", "Commands failed for good", ["method", "reason"], registry=r
+        )
+        self.retries = Counter(
+            "gateway_retries", "Deliveries put back for a retry", ["method", "reason"], registry=r
+        )
+        self.throttled = Counter(
+            "gateway_telegram_429", "429 Too Many Requests answers from Telegram", registry=r
+        )
+        self.latency = Histogram(
+            "gateway_delivery_latency_seconds",
+            "From acceptance to Telegram's answer for delivered commands",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.depth = Gauge("gateway_queue_depth", "Commands queued or being sent", registry=r)
+        self.updates = Counter(
+            "gateway_webhook_updates", "Updates received on the webhook", ["type"], registry=r
+        )
+
+    def accepted_commands(self, commands: list[Command]) -> None:
+        for command in commands:
+            self.accepted.labels(command.method).inc()
+
+    def sent(self, command: Command, latency: float) -> None:
+        self.sent_total.labels(command.method).inc()
+        self.latency.observe(latency)
+
+    def failed(self, command: Command, reason: str) -> None:
+        self.failed_total.labels(command.method, reason).inc()
+
+    def retried(self, command: Command, reason: str) -> None:
+        self.retries.labels(command.method, reason).inc()
+
+    def flood_wait(self, command: Command, retry_after: float) -> None:
+        self.throttled.inc()
+        self.retries.labels(command.method, "too_many_requests").inc()
