@@ -82,6 +82,20 @@ class Sandbox:
                 return found
             await asyncio.sleep(0.05)
 
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the sandbox's control API; returns the JSON answer."""
+        url = f"{self.url}/sandbox/{path}"
+        async with self.http.request(method, url, json=body) as resp:
+            assert resp.status < 300, f"{method} {path}: {resp.status} {await resp.text()}"
+            return await resp.json()
+
+    async def create_chat(self, chat_id: int, kind: str = "private") -> None:
+        """A chat the bot may write to (for a private chat: the user has started the bot)."""
+        body = {"chat_id": chat_id, "type": kind, "bot_id": BOT_ID}
+        if kind != "private":
+            body["title"] = f"chat {chat_id}"
+        await self.control("POST", "chats", body)
+
     async def bot_api(self, method: str, **params: Any) -> dict[str, Any]:
         """Call the Bot API as the gateway's bot."""
         async with self.http.post(f"{self.url}/bot{TOKEN}/{method}", json=params) as resp:
@@ -90,9 +104,15 @@ class Sandbox:
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    """A sandbox with Telegram's default limits, on 127.0.0.1."""
-    async with run_sandbox(SandboxSettings()) as box:
+def sandbox_settings() -> SandboxSettings:
+    """Telegram's default limits; a test module may override this fixture."""
+    return SandboxSettings()
+
+
+@pytest.fixture
+async def sandbox(sandbox_settings: SandboxSettings) -> AsyncIterator[Sandbox]:
+    """A sandbox on 127.0.0.1."""
+    async with run_sandbox(sandbox_settings) as box:
         yield box
 
 
@@ -123,6 +143,14 @@ class Gateway:
     async def enqueue(self, body: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         async with self.http.post(f"{self.url}/enqueue_command", json=body, **kwargs) as resp:
             return resp.status, await resp.json()
+
+    async def command(self, command_id: str, wait: float = 0) -> dict[str, Any]:
+        """`GET /commands/{id}`, waiting up to `wait` seconds for a final status."""
+        params = {"wait": str(wait)} if wait else {}
+        async with self.http.get(f"{self.url}/commands/{command_id}", params=params) as resp:
+            assert resp.status == 200, await resp.text()
+            data: dict[str, Any] = await resp.json()
+            return data
 
 
 @dataclass

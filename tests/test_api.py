@@ -12,14 +12,8 @@ from tests.conftest import USER, Gateway, GatewayFactory, Sandbox
 pytestmark = pytest.mark.asyncio
 
 
-async def create_chat(sandbox: Sandbox, chat_id: int, kind: str = "private") -> None:
-    body = {"chat_id": chat_id, "type": kind, "bot_id": 4242, "title": "ops"}
-    async with sandbox.http.post(f"{sandbox.url}/sandbox/chats", json=body) as resp:
-        assert resp.status in (200, 201), await resp.text()
-
-
 async def test_short_form_reaches_the_allowed_user(gateway: Gateway, sandbox: Sandbox) -> None:
-    await create_chat(sandbox, USER)
+    await sandbox.create_chat(USER)
     status, body = await gateway.enqueue({"text": "deploy <b>done</b>", "parse_mode": "HTML"})
     assert status == 202
     assert body["status"] == "queued" and body["id"].startswith("cmd_")
@@ -32,7 +26,7 @@ async def test_default_recipients_are_every_allowed_user(
 ) -> None:
     workspace.write("config/secrets/allowed_user.txt", "1111\n3333\n")
     for chat in (1111, 3333):
-        await create_chat(sandbox, chat)
+        await sandbox.create_chat(chat)
     async with gateway_factory() as gw:
         status, body = await gw.enqueue({"text": "to all"})
         assert status == 202 and len(body["ids"]) == 2 and body["id"] == body["ids"][0]
@@ -41,7 +35,7 @@ async def test_default_recipients_are_every_allowed_user(
 
 
 async def test_explicit_chat_and_general_form(gateway: Gateway, sandbox: Sandbox) -> None:
-    await create_chat(sandbox, -5000, "group")
+    await sandbox.create_chat(-5000, "group")
     status, _ = await gateway.enqueue(
         {"method": "sendMessage", "params": {"chat_id": -5000, "text": "first"}}
     )

@@ -45,7 +45,7 @@ def assert_parts_cover(text: str, mode: str | None, parts: list[str], limit: int
         ("&#128512;&#x41;", "HTML", 3),
         ("a & b &nbsp;", "HTML", 12),
         ('<a href="https://e.com/?a=1&amp;b=2">x</a>', "HTML", 1),
-        ("*bold* \\. _it_ `co\\`de`", "MarkdownV2", 14),
+        ("*bold* \\. _it_ `co\\`de`", "MarkdownV2", 15),
         ("```python\nprint(1)\n```", "MarkdownV2", 9),
         ("[text](https://e.com/\\))", "MarkdownV2", 4),
         (">quote\n>more", "MarkdownV2", 10),
@@ -125,6 +125,16 @@ def test_emoji_with_words_fit_in_utf16_units() -> None:
     assert parts[0] == " ".join(["hi" + EMOJI] * 4)  # 4 * 4 + 3 spaces = 19 units
 
 
+def test_long_whitespace_only_text_gives_no_parts() -> None:
+    assert split_text(" \n" * 20, None, 10) == []
+
+
+def test_visible_text_is_what_telegram_shows() -> None:
+    assert visible_text('<b>a &amp; <a href="https://e.com">b</a></b>', "HTML") == "a & b"
+    assert visible_text("*a* \\_ [b](https://e.com)", "MarkdownV2") == "a _ b"
+    assert visible_text("___both_\r__", "MarkdownV2") == "both"
+
+
 def test_limit_must_fit_a_surrogate_pair() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         split_text("abc", None, 1)
@@ -136,7 +146,12 @@ def test_limit_must_fit_a_surrogate_pair() -> None:
 def test_html_bold_spanning_the_cut_is_closed_and_reopened() -> None:
     text = "<b>" + "bold " * 10 + "</b>tail"
     parts = split_text(text, "HTML", 20)
-    assert parts == ["<b>bold bold bold bold</b>", "<b>bold bold bold bold</b>", "<b>bold bold</b>tail"]
+    # The space before </b> is inside the text, not at a cut, so the last part keeps it.
+    assert parts == [
+        "<b>bold bold bold bold</b>",
+        "<b>bold bold bold bold</b>",
+        "<b>bold bold </b>tail",
+    ]
 
 
 def test_html_nested_tags_and_link_reopen_with_attributes() -> None:
@@ -157,7 +172,7 @@ def test_html_tag_case_and_original_attributes_are_kept() -> None:
 def test_html_pre_code_block_is_reopened() -> None:
     opener = '<pre><code class="language-python">'
     lines = "\n".join(f"print({n})" for n in range(6))
-    text = f"Code:\n{opener}{lines}</code></pre>"
+    text = f"Code:\n\n{opener}{lines}</code></pre>"
     parts = split_text(text, "HTML", 20)
     assert parts[0] == "Code:"
     assert parts[1:] == [
@@ -177,7 +192,12 @@ def test_html_entities_are_never_cut() -> None:
 
 def test_html_link_text_is_kept_whole_when_possible() -> None:
     text = 'see <a href="https://e.com">the docs page</a> now'
-    assert split_text(text, "HTML", 16) == ["see", '<a href="https://e.com">the docs page</a> now']
+    # The limit falls inside the link: cut before it rather than inside it.
+    assert split_text(text, "HTML", 16) == [
+        "see",
+        '<a href="https://e.com">the docs page</a>',
+        "now",
+    ]
 
 
 def test_html_empty_elements_are_not_left_at_the_cut() -> None:
@@ -197,7 +217,8 @@ class BalancedHTML(HTMLParser):
     """A small validating parser: only Telegram's tags, properly nested, all closed."""
 
     TAGS = frozenset(
-        "b strong i em u ins s strike del span tg-spoiler a code pre blockquote tg-emoji".split()
+        {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a"}
+        | {"code", "pre", "blockquote", "tg-emoji"}
     )
 
     def __init__(self) -> None:
@@ -229,7 +250,7 @@ def assert_balanced_html(part: str) -> None:
         ("_one two three four_", ["_one two_", "_three four_"]),
         ("`one two three four`", ["`one two`", "`three four`"]),
         ("~one two~ ||three four||", ["~one two~", "||three four||"]),
-        ("```python\nx = 1\ny = 2\n```", ["```python\nx = 1```", "```python\ny = 2\n```"]),
+        ("```python\nx = 1\ny = 2\n```", ["```python\nx = 1```", "```python\ny = 2```"]),
         ("*bold _italic words_ here*", ["*bold*", "*_italic_*", "*_words_ here*"]),
     ],
 )
@@ -263,7 +284,7 @@ def test_markdown_v2_underline_and_italic_stay_unambiguous() -> None:
 def test_markdown_v2_blockquote_continues_on_the_next_part() -> None:
     text = ">first quoted line\n>second line\nafter"
     parts = split_text(text, "MarkdownV2", 12)
-    assert parts == [">first", ">quoted line", ">second line", "after"]
+    assert parts == [">first quoted", ">line", ">second line", "after"]
 
 
 def test_markdown_v2_expandable_blockquote_stays_expandable() -> None:
@@ -278,8 +299,7 @@ def test_legacy_markdown_entities_spanning_the_cut() -> None:
     text = "*bold words here* _it_ ```\ncode line\n``` [link text](https://e.com)"
     parts = split_text(text, "Markdown", 10)
     assert parts == [
-        "*bold*",
-        "*words*",
+        "*bold words*",
         "*here* _it_",
         "```\ncode line```",
         "[link text](https://e.com)",
@@ -295,14 +315,24 @@ def test_legacy_markdown_escapes_are_kept() -> None:
 # --- Random texts -------------------------------------------------------------------------------
 
 
-WORDS = ["a", "to", "word", "longerword", "é", "日本語", EMOJI, "x" + EMOJI + "y", "supercalifragilistic"]
+WORDS = [
+    "a",
+    "to",
+    "word",
+    "longerword",
+    "é",
+    "日本語",
+    EMOJI,
+    "x" + EMOJI + "y",
+    "supercalifragilistic",
+]
 BREAKS = [" ", " ", " ", "\n", "\n\n", "  \n "]
 
 
 def random_words(rng: random.Random, escape: Callable[[str], str], count: int) -> str:
     parts = []
     for _ in range(count):
-        parts.append(escape(rng.choice(WORDS + ["a.b!", "x-y", "<&>", "[q]", "(p)", "_*`"])))
+        parts.append(escape(rng.choice([*WORDS, "a.b!", "x-y", "<&>", "[q]", "(p)", "_*`"])))
         parts.append(rng.choice(BREAKS))
     return "".join(parts).strip()
 
@@ -352,6 +382,7 @@ def random_v2(rng: random.Random, depth: int = 0) -> str:
     for _ in range(rng.randint(1, 5)):
         roll = rng.random()
         words = random_words(rng, v2_escape, rng.randint(1, 12))
+        verbatim = random_words(rng, lambda w: re.sub(r"[`\\]", "", w), rng.randint(1, 12))
         if depth < 3 and roll < 0.4:
             marker = rng.choice(["*", "_", "__", "~", "||"])
             # A word on each side keeps markers from running into each other ("___").
@@ -359,9 +390,9 @@ def random_v2(rng: random.Random, depth: int = 0) -> str:
         elif depth < 3 and roll < 0.45:
             pieces.append(f"[w {random_v2(rng, 3)} w](https://e.com/a\\)b)")
         elif depth == 0 and roll < 0.55:
-            pieces.append(f"```python\n{words.replace('`', '')}\n```")
+            pieces.append(f"```python\n{verbatim}\n```")
         elif roll < 0.6:
-            pieces.append(f"`{words.replace('`', '')}`")
+            pieces.append(f"`{verbatim or 'v'}`")
         elif depth == 0 and roll < 0.65:
             lines = [random_words(rng, v2_escape, rng.randint(1, 6)) for _ in range(3)]
             quote = "\n".join(">" + line.replace("\n", " ") for line in lines)
@@ -429,7 +460,7 @@ def test_truncate_cuts_at_a_word_and_adds_the_ellipsis() -> None:
 
 
 def test_truncate_closes_markup() -> None:
-    result = truncate_text("<b>bold <i>and italic</i> words</b>", "HTML", 15)
+    result = truncate_text("<b>bold <i>and italic</i> words</b>", "HTML", 16)
     assert result == "<b>bold <i>and italic</i></b>…"
     assert_balanced_html(result)
     result = truncate_text("*bold _and italic_ words*", "MarkdownV2", 10)
@@ -437,7 +468,7 @@ def test_truncate_closes_markup() -> None:
 
 
 def test_truncate_escapes_the_ellipsis_for_the_parse_mode() -> None:
-    assert truncate_text("one two three", "MarkdownV2", 9, "...") == "one two\\.\\.\\."
+    assert truncate_text("one two three", "MarkdownV2", 10, "...") == "one two\\.\\.\\."
     assert truncate_text("one two three", "HTML", 9, "<>") == "one two&lt;&gt;"
     assert visible_length(truncate_text(EMOJI * 10, None, 7), None) <= 7
 
@@ -451,7 +482,11 @@ def test_truncate_escapes_the_ellipsis_for_the_parse_mode() -> None:
         ("0123456789<x>y</x>", "HTML", "unsupported HTML tag <x> at character 10"),
         ("abc<b>never closed", "HTML", "unclosed <b> opened at character 3"),
         ("line<br>break", "HTML", "unsupported HTML tag <br> at character 4"),
-        ("<b>x</i>", "HTML", "end tag </i> at character 4 does not match <b> opened at character 0"),
+        (
+            "<b>x</i>",
+            "HTML",
+            "end tag </i> at character 4 does not match <b> opened at character 0",
+        ),
         ("x</b>", "HTML", "unexpected end tag </b> at character 1"),
         ("<span>x</span>", "HTML", 'needs class="tg-spoiler"'),
         ("<b x", "HTML", "has no closing '>'"),
