@@ -29,7 +29,13 @@ async def enqueue_command(request: web.Request) -> web.Response:
         request.headers.get(c.IDEMPOTENCY_HEADER),
         config.delivery.long_text,
     )
-    commands = await app[keys.OUTBOX].submit(parsed.commands)
+    commands, original = await app[keys.OUTBOX].submit_once(parsed.commands, parsed.idempotency_key)
+    if original is not None:
+        logger.info("idempotent repeat of %s from %s", original.id, request.remote)
+        return web.json_response(
+            {"id": original.id, "status": original.status.value, "duplicate": True}
+        )
+    app[keys.METRICS].accepted_commands(list(commands))
     logger.info(
         "accepted %d command(s) %s from %s",
         len(commands),

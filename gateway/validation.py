@@ -28,6 +28,8 @@ SHORT_FIELDS: dict[str, tuple[type, ...]] = {
     "link_preview_options": (dict,),
     "reply_markup": (dict,),
 }
+#: Methods that act on an existing message of a chat.
+MESSAGE_ID_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessage"})
 #: Fields both forms may carry that are about the gateway, not Telegram.
 ENVELOPE_FIELDS = frozenset({"idempotency_key"})
 
@@ -96,6 +98,10 @@ def _general(body: dict[str, Any]) -> Command:
     if "chat_id" not in params:
         raise InputError("params.chat_id is required", code="missing_field", field="params.chat_id")
     params = {**params, "chat_id": _chat_id(params["chat_id"], "params.chat_id")}
+    if method in MESSAGE_ID_METHODS and "message_id" not in params:
+        raise InputError(
+            "params.message_id is required", code="missing_field", field="params.message_id"
+        )
     if method == "sendMessage":
         _text(params.get("text"), "params.text")
     _parse_mode(params.get("parse_mode"), "params.parse_mode")

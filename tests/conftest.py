@@ -195,9 +195,7 @@ def gateway_factory(workspace: Workspace, sandbox: Sandbox) -> GatewayFactory:
     """Start a gateway (as `async with`) against the sandbox, with optional config tweaks."""
 
     @asynccontextmanager
-    async def start(
-        env: dict[str, str] | None = None, toml: str = ""
-    ) -> AsyncIterator[Gateway]:
+    async def start(env: dict[str, str] | None = None, toml: str = "") -> AsyncIterator[Gateway]:
         config = workspace.config(sandbox.url, env, toml)
         context = client_ssl_context(config.certificate_path.read_bytes())
         async with (

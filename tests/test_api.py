@@ -48,7 +48,9 @@ async def test_explicit_chat_and_general_form(gateway: Gateway, sandbox: Sandbox
         }
     )
     assert status == 202
-    status, _ = await gateway.enqueue({"method": "sendChatAction", "params": {"chat_id": -5000, "action": "typing"}})
+    status, _ = await gateway.enqueue(
+        {"method": "sendChatAction", "params": {"chat_id": -5000, "action": "typing"}}
+    )
     assert status == 202
     status, _ = await gateway.enqueue({"text": "second", "chat_id": "-5000"})
     assert status == 202
@@ -89,8 +91,13 @@ async def test_long_text_is_accepted(gateway: Gateway) -> None:
         ({"method": "sendMessage", "params": {"chat_id": 1}}, "missing_field", "params.text"),
         (
             {"method": "editMessageText", "params": {"chat_id": 1, "text": "x"}},
+            "missing_field",
+            "params.message_id",
+        ),
+        (
+            {"method": "deleteMessage", "params": {"chat_id": 1, "message_id": "seven"}},
             "invalid_params",
-            None,
+            "params.message_id",
         ),
         (
             {"method": "sendMessage", "params": {"chat_id": 1, "text": "x", "bogus": 1}},

@@ -112,7 +112,7 @@ def test_bot_token_from_environment_wins(tmp_path: Path) -> None:
         ),
         ({}, {"GATEWAY_SERVER_PUBLIC_URL": "http://gw.example.org"}, "must be an https:// URL"),
         ({}, {"GATEWAY_TELEGRAM_MAX_CONNECTIONS": "500"}, "max_connections must be between"),
-        ({}, {"GATEWAY_QUEUE_BACKEND": "kafka"}, "[queue] backend must be one of"),
+        ({}, {"GATEWAY_QUEUE_BACKEND": "kafka"}, "GATEWAY_QUEUE_BACKEND must be one of"),
         ({"config/secrets/webhook_secret.txt": "a b"}, {}, "may only contain"),
     ],
 )
@@ -190,9 +190,7 @@ def test_expired_certificate_is_refused(live: Path) -> None:
         ({"GATEWAY_SERVER_PUBLIC_URL": "https://h:1234"}, "port 1234 is not allowed"),
     ],
 )
-def test_cli_prints_one_line_and_exits_2(
-    tmp_path: Path, env: dict[str, str], needle: str
-) -> None:
+def test_cli_prints_one_line_and_exits_2(tmp_path: Path, env: dict[str, str], needle: str) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "run"],

@@ -78,7 +78,16 @@ async def test_strangers_get_the_configured_refusal(
 @pytest.mark.parametrize("secret", [None, "wrong", ""])
 async def test_wrong_or_missing_secret_is_401(gateway: Gateway, secret: str | None) -> None:
     headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
-    update = {"update_id": 1, "message": {"message_id": 1, "date": 1, "chat": {"id": USER, "type": "private"}, "from": {"id": USER, "is_bot": False, "first_name": "A"}, "text": "/help"}}
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": 1,
+            "chat": {"id": USER, "type": "private"},
+            "from": {"id": USER, "is_bot": False, "first_name": "A"},
+            "text": "/help",
+        },
+    }
     async with gateway.http.post(gateway.url + WEBHOOK, json=update, headers=headers) as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "unauthorized"

@@ -1,0 +1,601 @@
+"""The queue contract, run against every backend; then what only the SQLite queue promises."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.commands import Command, Status
+from gateway.errors import StartupError
+from gateway.queue import MemoryQueue, Queue, SqliteQueue
+from gateway.queue import sqlite as sqlite_queue
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_700_000_000.0
+BACKENDS = ["memory", "sqlite"]
+
+
+@pytest.fixture
+async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Queue]:
+    """An open queue of the backend named by the test's parameter."""
+    backend: Queue
+    if request.param == "memory":
+        backend = MemoryQueue()
+    else:
+        backend = SqliteQueue(tmp_path / "var" / "queue.db")
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def message(chat: int | str = 1, text: str = "hi", **fields: Any) -> Command:
+    return Command("sendMessage", {"chat_id": chat, "text": text}, **fields)
+
+
+@pytest.mark.parametrize("queue", BACKENDS, indirect=True)
+class TestContract:
+    async def test_round_trip_keeps_every_field(self, queue: Queue) -> None:
+        params = {
+            "chat_id": -1001234567890,
+            "text": "Привет 👋 مرحبا \u0000 \ud800 " + "long " * 200_000,
+            "parse_mode": "HTML",
+            "reply_markup": {"inline_keyboard": [[{"text": "✓", "callback_data": "ok"}]]},
+            "disable_notification": True,
+            "ratio": 0.5,
+            "nothing": None,
+        }
+        command = Command(
+            "sendMessage",
+            params,
+            attempts=2,
+            created_at=T0,
+            not_before=T0 + 3,
+            idempotency_key="key-é",
+        )
+        await queue.put([command])
+
+        assert command.seq > 0
+        assert await queue.get(command.id) == command
+        assert await queue.get("cmd_missing") is None
+
+    async def test_put_numbers_commands_in_acceptance_order(self, queue: Queue) -> None:
+        first = [message(1), message(2), message(1)]
+        second = [message(3)]
+        await queue.put(first)
+        await queue.put(second)
+        await queue.put([])
+
+        seqs = [command.seq for command in [*first, *second]]
+        assert seqs == sorted(set(seqs))
+        for command in [*first, *second]:
+            stored = await queue.get(command.id)
+            assert stored is not None and stored.seq == command.seq
+
+    async def test_get_returns_a_copy(self, queue: Queue) -> None:
+        command = message(text="original")
+        await queue.put([command])
+        command.params["text"] = "changed by the caller"
+
+        copy = await queue.get(command.id)
+        assert copy is not None
+        copy.params["text"] = "changed by a reader"
+        copy.status = Status.SENT
+
+        stored = await queue.get(command.id)
+        assert stored is not None
+        assert stored.params["text"] == "original"
+        assert stored.status is Status.QUEUED
+
+    async def test_lane_order_is_acceptance_order(self, queue: Queue) -> None:
+        a, b, c, d = message(1, "a"), message(1, "b"), message(1, "c"), message(2, "d")
+        await queue.put([a])
+        await queue.put([d, b, c])
+
+        assert await queue.lanes() == {"1": 0.0, "2": 0.0}
+        delivered = []
+        while (claimed := await queue.claim("1", T0)) is not None:
+            delivered.append(claimed.params["text"])
+            await queue.complete(claimed.id, True, T0)
+        assert delivered == ["a", "b", "c"]
+        assert await queue.lanes() == {"2": 0.0}
+
+    async def test_claim_takes_only_the_head_and_only_when_due(self, queue: Queue) -> None:
+        head = message(7, "head", not_before=T0 + 10)
+        behind = message(7, "behind")
+        await queue.put([head, behind])
+
+        assert await queue.claim("7", T0) is None  # `behind` is due but waits for the head
+        assert await queue.lanes() == {"7": T0 + 10}
+        assert await queue.head_due("7") == T0 + 10
+
+        claimed = await queue.claim("7", T0 + 10)
+        assert claimed is not None and claimed.id == head.id
+        assert (claimed.status, claimed.attempts, claimed.updated_at) == (
+            Status.SENDING,
+            1,
+            T0 + 10,
+        )
+        assert await queue.get(head.id) == claimed
+        assert await queue.claim("nobody", T0) is None
+        assert await queue.head_due("nobody") is None
+
+    async def test_one_command_in_flight_per_lane(self, queue: Queue) -> None:
+        first, second = message(5, "first"), message(5, "second")
+        await queue.put([first, second])
+        claimed = await queue.claim("5", T0)
+        assert claimed is not None and claimed.id == first.id
+
+        assert await queue.lanes() == {}
+        assert await queue.head_due("5") is None
+        assert await queue.claim("5", T0) is None
+        assert await queue.depth() == 2
+
+        await queue.complete(first.id, True, T0)
+        assert await queue.lanes() == {"5": 0.0}
+        claimed = await queue.claim("5", T0)
+        assert claimed is not None and claimed.id == second.id
+
+    @pytest.mark.parametrize(
+        "result",
+        [
+            {"message_id": 42, "chat": {"id": 5, "type": "private"}, "entities": []},
+            [{"message_id": 1}, {"message_id": 2}],
+            True,
+        ],
+    )
+    async def test_complete(self, queue: Queue, result: Any) -> None:
+        command = message(5)
+        await queue.put([command])
+        await queue.claim("5", T0)
+        await queue.complete(command.id, result, T0 + 1)
+
+        stored = await queue.get(command.id)
+        assert stored is not None
+        assert (stored.status, stored.result, stored.updated_at) == (Status.SENT, result, T0 + 1)
+        assert stored.attempts == 1
+        assert await queue.depth() == 0
+        assert await queue.lanes() == {}
+        assert await queue.head_due("5") is None
+
+    async def test_fail_lets_the_lane_move_on(self, queue: Queue) -> None:
+        doomed, next_one = message(5, "doomed"), message(5, "next")
+        await queue.put([doomed, next_one])
+        await queue.claim("5", T0)
+        error = {"code": "bad_request", "description": "Bad Request: chat not found"}
+        await queue.fail(doomed.id, error, T0 + 2)
+
+        stored = await queue.get(doomed.id)
+        assert stored is not None
+        assert (stored.status, stored.error, stored.updated_at) == (Status.FAILED, error, T0 + 2)
+        assert await queue.depth() == 1
+        claimed = await queue.claim("5", T0 + 2)
+        assert claimed is not None and claimed.id == next_one.id
+
+    async def test_retry_keeps_the_head_of_the_lane(self, queue: Queue) -> None:
+        head, behind = message(5, "head"), message(5, "behind")
+        await queue.put([head, behind])
+        await queue.claim("5", T0)
+        error = {"code": "server_error", "description": "Bad Gateway"}
+        await queue.retry(head.id, T0 + 5, T0 + 1, error)
+
+        stored = await queue.get(head.id)
+        assert stored is not None
+        assert (stored.status, stored.not_before, stored.updated_at, stored.error) == (
+            Status.QUEUED,
+            T0 + 5,
+            T0 + 1,
+            error,
+        )
+        assert stored.attempts == 1
+        assert stored.seq == head.seq
+        assert await queue.lanes() == {"5": T0 + 5}
+        assert await queue.claim("5", T0 + 2) is None
+
+        claimed = await queue.claim("5", T0 + 5)
+        assert claimed is not None and claimed.id == head.id
+        assert claimed.attempts == 2
+        await queue.retry(head.id, T0 + 6, T0 + 6)
+        stored = await queue.get(head.id)
+        assert stored is not None and stored.error is None
+
+    async def test_retry_replaces_params(self, queue: Queue) -> None:
+        command = message(5, "moved")
+        await queue.put([command])
+        await queue.claim("5", T0)
+        migrated = {"chat_id": -1009876, "text": "moved"}
+        await queue.retry(command.id, T0, T0, params=migrated, refund=True)
+
+        claimed = await queue.claim("5", T0)
+        assert claimed is not None
+        assert claimed.params == migrated
+        assert claimed.lane == "5"
+
+    async def test_refund_gives_the_attempt_back(self, queue: Queue) -> None:
+        command = message(5)
+        await queue.put([command])
+        await queue.claim("5", T0)
+        await queue.retry(command.id, T0 + 30, T0, refund=True)
+
+        stored = await queue.get(command.id)
+        assert stored is not None and stored.attempts == 0
+        claimed = await queue.claim("5", T0 + 30)
+        assert claimed is not None and claimed.attempts == 1
+
+    @pytest.mark.parametrize("final", [Status.SENT, Status.FAILED])
+    async def test_retry_of_a_final_command_changes_nothing(
+        self, queue: Queue, final: Status
+    ) -> None:
+        command = message(5)
+        await queue.put([command])
+        await queue.claim("5", T0)
+        if final is Status.SENT:
+            await queue.complete(command.id, True, T0 + 1)
+        else:
+            await queue.fail(command.id, {"code": "forbidden", "description": "x"}, T0 + 1)
+        before = await queue.get(command.id)
+
+        await queue.retry(command.id, T0 + 2, T0 + 2, refund=True)
+
+        assert await queue.get(command.id) == before
+        assert await queue.depth() == 0
+        assert await queue.lanes() == {}
+
+    async def test_save_progress_keeps_the_status(self, queue: Queue) -> None:
+        command = message(5, "x" * 9000)
+        await queue.put([command])
+        await queue.claim("5", T0)
+        parts = [{"message_id": 1}, {"message_id": 2}]
+        await queue.save_progress(command.id, parts, T0 + 1)
+
+        stored = await queue.get(command.id)
+        assert stored is not None
+        assert (stored.status, stored.result, stored.updated_at) == (Status.SENDING, parts, T0 + 1)
+        await queue.retry(command.id, T0 + 2, T0 + 2)
+        claimed = await queue.claim("5", T0 + 2)
+        assert claimed is not None and claimed.result == parts
+
+    async def test_unknown_ids_raise_key_error(self, queue: Queue) -> None:
+        with pytest.raises(KeyError):
+            await queue.complete("cmd_missing", True, T0)
+        with pytest.raises(KeyError):
+            await queue.fail("cmd_missing", {"code": "x", "description": "x"}, T0)
+        with pytest.raises(KeyError):
+            await queue.retry("cmd_missing", T0, T0)
+        with pytest.raises(KeyError):
+            await queue.save_progress("cmd_missing", [], T0)
+
+    async def test_recover_puts_sending_back(self, queue: Queue) -> None:
+        a, b, c = message(1), message(2), message(3)
+        await queue.put([a, b, c])
+        await queue.claim("1", T0)
+        await queue.claim("2", T0)
+
+        assert await queue.recover() == 2
+        assert await queue.recover() == 0
+        assert await queue.lanes() == {"1": 0.0, "2": 0.0, "3": 0.0}
+        stored = await queue.get(a.id)
+        assert stored is not None
+        assert (stored.status, stored.attempts) == (Status.QUEUED, 1)
+
+    async def test_depth_counts_what_is_not_final(self, queue: Queue) -> None:
+        commands = [message(chat) for chat in range(5)]
+        await queue.put(commands)
+        assert await queue.depth() == 5
+        await queue.claim("0", T0)
+        assert await queue.depth() == 5
+        await queue.complete(commands[0].id, True, T0)
+        await queue.claim("1", T0)
+        await queue.fail(commands[1].id, {"code": "x", "description": "x"}, T0)
+        assert await queue.depth() == 3
+
+    async def test_idempotency_window(self, queue: Queue) -> None:
+        parts = [message(1, "part 1", created_at=T0), message(1, "part 2", created_at=T0)]
+        for part in parts:
+            part.idempotency_key = "k"
+        await queue.put(parts)
+        await queue.put([message(1, created_at=T0, idempotency_key="other")])
+
+        found = await queue.find_idempotent("k", T0 - 1)
+        assert found is not None and found.id == parts[0].id
+        found = await queue.find_idempotent("k", T0)
+        assert found is not None and found.id == parts[0].id
+        assert await queue.find_idempotent("k", T0 + 1) is None
+        assert await queue.find_idempotent("unknown", 0.0) is None
+
+        # The window passed: the same key is accepted anew.
+        later = message(1, "later", created_at=T0 + 100, idempotency_key="k")
+        await queue.put([later])
+        found = await queue.find_idempotent("k", T0 + 50)
+        assert found is not None and found.id == later.id
+        found.params["text"] = "changed"
+        again = await queue.find_idempotent("k", T0 + 50)
+        assert again is not None and again.params["text"] == "later"
+
+    async def test_lanes_across_many_lanes(self, queue: Queue) -> None:
+        expected: dict[str, float] = {}
+        for chat in range(300):
+            head = message(chat, not_before=T0 + chat)
+            await queue.put([head, message(chat, not_before=T0 - chat)])
+            expected[str(chat)] = T0 + chat
+        for chat in range(0, 300, 3):  # head in flight: the lane is not listed
+            await queue.claim(str(chat), T0 + chat)
+            del expected[str(chat)]
+        for chat in range(1, 300, 3):  # head delivered: the next command is the head
+            claimed = await queue.claim(str(chat), T0 + chat)
+            assert claimed is not None
+            await queue.complete(claimed.id, True, T0)
+            expected[str(chat)] = T0 - chat
+
+        assert await queue.lanes() == expected
+        for chat in range(300):
+            assert await queue.head_due(str(chat)) == expected.get(str(chat))
+
+    async def test_ten_thousand_commands_across_a_thousand_lanes(self, queue: Queue) -> None:
+        lanes = 1000
+        accepted: dict[str, list[str]] = {str(lane): [] for lane in range(lanes)}
+        for batch in range(100):
+            commands = [message((batch * 100 + i) % lanes) for i in range(100)]
+            await queue.put(commands)
+            for command in commands:
+                accepted[command.lane].append(command.id)
+        assert await queue.depth() == 10_000
+        assert await queue.lanes() == dict.fromkeys(accepted, 0.0)
+
+        async def drain(lane: str) -> list[str]:
+            delivered = []
+            while (claimed := await queue.claim(lane, T0)) is not None:
+                assert await queue.claim(lane, T0) is None
+                delivered.append(claimed.id)
+                await queue.complete(claimed.id, {"ok": True}, T0)
+            return delivered
+
+        results = await asyncio.gather(*(drain(lane) for lane in accepted))
+        assert dict(zip(accepted, results, strict=True)) == accepted
+        assert await queue.depth() == 0
+        assert await queue.lanes() == {}
+
+
+# --- SQLite only ------------------------------------------------------------------------------
+
+
+async def test_commands_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    waiting = message(1, "waiting", not_before=T0 + 60)
+    in_flight, behind = message(2, "in flight"), message(2, "behind")
+    first = SqliteQueue(path)
+    await first.open()
+    await first.put([waiting, in_flight, behind])
+    await first.claim("2", T0)
+    await first.close()
+
+    second = SqliteQueue(path)
+    await second.open()
+    try:
+        assert await second.get(waiting.id) == waiting
+        assert await second.depth() == 3
+        assert await second.lanes() == {"1": T0 + 60}  # lane 2's head is still `sending`
+        assert await second.recover() == 1
+        assert await second.lanes() == {"1": T0 + 60, "2": 0.0}
+        claimed = await second.claim("2", T0)
+        assert claimed is not None
+        assert (claimed.id, claimed.attempts) == (in_flight.id, 2)
+        newer = message(3)
+        await second.put([newer])
+        assert newer.seq > behind.seq
+    finally:
+        await second.close()
+
+
+async def test_concurrent_puts_share_transactions(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    await queue.open()
+    done: list[int] = []
+
+    async def put(n: int) -> Command:
+        command = message(n % 7, f"message {n}")
+        await queue.put([command])
+        done.append(command.seq)
+        return command
+
+    try:
+        commands = await asyncio.gather(*(put(n) for n in range(200)))
+        assert done == sorted(set(done))  # unique, and numbered in the order puts returned
+        for command in commands:
+            assert await queue.get(command.id) == command
+        # Every commit appends at least one page to the WAL: 200 separate commits would leave
+        # at least 200 frames; group commit leaves a handful.
+        frames = (path.with_name("queue.db-wal").stat().st_size - 32) // (4096 + 24)
+        assert frames < 100
+    finally:
+        await queue.close()
+
+
+async def test_close_commits_what_is_pending(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    await queue.open()
+    commands = [message(n) for n in range(20)]
+    tasks = [asyncio.create_task(queue.put([command])) for command in commands]
+    await asyncio.sleep(0)  # the puts are waiting for their transaction
+    await queue.close()
+    await asyncio.gather(*tasks)
+    with pytest.raises(RuntimeError, match="not open"):
+        await queue.put([message()])
+
+    reopened = SqliteQueue(path)
+    await reopened.open()
+    try:
+        assert await reopened.depth() == 20
+    finally:
+        await reopened.close()
+
+
+CHILD = """
+import asyncio, sys
+from pathlib import Path
+from gateway.commands import Command
+from gateway.queue.sqlite import SqliteQueue
+
+async def main():
+    queue = SqliteQueue(Path(sys.argv[1]))
+    await queue.open()
+
+    async def putter(n):
+        while True:
+            command = Command("sendMessage", {"chat_id": n, "text": "x" * 300})
+            await queue.put([command])
+            sys.stdout.write(command.id + "\\n")
+            sys.stdout.flush()
+
+    await asyncio.gather(*(putter(n) for n in range(16)))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_every_accepted_command_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    accepted: list[str] = []
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            accepted.append((await proc.stdout.readline()).decode())
+            # Kill at a random moment, in the middle of the putting.
+            deadline = asyncio.get_running_loop().time() + random.uniform(0.3, 1.5)
+            while asyncio.get_running_loop().time() < deadline:
+                accepted.append((await proc.stdout.readline()).decode())
+            proc.send_signal(signal.SIGKILL)
+            rest, stderr = await proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, stderr.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    # Only whole lines: an id is printed once its put returned.
+    ids = [
+        line.strip() for line in [*accepted, *rest.decode().splitlines(True)] if line.endswith("\n")
+    ]
+    assert len(ids) > 100
+
+    queue = SqliteQueue(path)
+    await queue.open()
+    try:
+        missing = [command_id for command_id in ids if await queue.get(command_id) is None]
+        assert missing == []
+        assert await queue.depth() >= len(ids)
+    finally:
+        await queue.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
+
+
+async def test_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    await queue.open()
+    await queue.close()
+
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (sqlite_queue.SCHEMA_VERSION,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        indexes = {
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+        table = sqlite_queue.COMMANDS_TABLE
+        assert {f"{table}_lane_head", f"{table}_idempotency", f"{table}_status"} <= indexes
+    finally:
+        db.close()
+
+
+async def test_migrations_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "queue.db"
+    command = message()
+    queue = SqliteQueue(path)
+    await queue.open()
+    await queue.put([command])
+    await queue.close()
+
+    step = sqlite_queue.SCHEMA_VERSION + 1
+    add_column = f"ALTER TABLE {sqlite_queue.COMMANDS_TABLE} ADD COLUMN note TEXT"
+    monkeypatch.setitem(sqlite_queue.MIGRATIONS, step, (add_column,))
+    migrated = SqliteQueue(path)
+    await migrated.open()
+    try:
+        assert await migrated.get(command.id) == command
+    finally:
+        await migrated.close()
+
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (step,)
+        columns = [
+            row[1] for row in db.execute(f"PRAGMA table_info({sqlite_queue.COMMANDS_TABLE})")
+        ]
+        assert "note" in columns
+    finally:
+        db.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+
+    with pytest.raises(StartupError, match="schema version 99") as caught:
+        await SqliteQueue(path).open()
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "path is a directory", "not a database"])
+async def test_an_unopenable_path_is_a_startup_error(tmp_path: Path, case: str) -> None:
+    if case == "parent is a file":
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / "queue.db"
+    elif case == "path is a directory":
+        path = tmp_path / "queue.db"
+        path.mkdir()
+    else:
+        path = tmp_path / "queue.db"
+        path.write_bytes(b"this is no database " * 100)
+
+    with pytest.raises(StartupError) as caught:
+        await SqliteQueue(path).open()
+    message_text = str(caught.value)
+    assert str(path) in message_text
+    assert "\n" not in message_text
+
+
+def test_synchronous_must_be_a_known_level(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteQueue(tmp_path / "queue.db", synchronous="OFF")  # type: ignore[arg-type]
