@@ -134,7 +134,7 @@ def test_public_url_is_required_with_a_token(live: Path) -> None:
 
 
 def test_explicit_config_file_must_exist(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.toml: config file not found"):
+    with pytest.raises(ConfigError, match=r"missing.toml: config file not found"):
         load_config(tmp_path / "missing.toml", {}, base_dir=tmp_path)
 
 
@@ -154,15 +154,15 @@ def _config_with_cert(live: Path, host: str = "gw.example.org") -> Path:
 def test_certificate_problems_stop_start_up(live: Path) -> None:
     env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org"}
     config = load_config(None, env, base_dir=live)
-    with pytest.raises(CertificateError, match="certificate.pem"):
+    with pytest.raises(CertificateError, match=r"certificate.pem"):
         check_certificate(config)  # missing
 
     _config_with_cert(live, "other.example.org")
-    with pytest.raises(CertificateError, match="not for public_url host gw.example.org"):
+    with pytest.raises(CertificateError, match=r"not for public_url host gw.example.org"):
         check_certificate(config)
 
     (live / "certs/key.pem").write_bytes(generate_certificate("gw.example.org")[1])
-    with pytest.raises(CertificateError, match="key.pem"):
+    with pytest.raises(CertificateError, match=r"key.pem"):
         check_certificate(config)  # mismatched key
 
 
@@ -170,7 +170,7 @@ def test_readable_private_key_is_refused(live: Path) -> None:
     _config_with_cert(live)
     os.chmod(live / "certs/key.pem", 0o644)
     env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org"}
-    with pytest.raises(CertificateError, match="key.pem"):
+    with pytest.raises(CertificateError, match=r"key.pem"):
         check_certificate(load_config(None, env, base_dir=live))
 
 

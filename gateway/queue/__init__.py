@@ -2,5 +2,6 @@
 
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
+from gateway.queue.sqlite import SqliteQueue
 
-__all__ = ["MemoryQueue", "Queue"]
+__all__ = ["MemoryQueue", "Queue", "SqliteQueue"]

@@ -26,23 +26,35 @@ class Queue(ABC):
 
     @abstractmethod
     async def put(self, commands: Sequence[Command]) -> None:
-        """Store new commands atomically; they are safe once this returns."""
+        """Store new commands atomically; they are safe once this returns.
+
+        Each command's `seq` is set to its place in acceptance order. The queue keeps its own
+        copy: changing a command after `put` does not change what is stored.
+        """
 
     @abstractmethod
     async def get(self, command_id: str) -> Command | None:
-        """A command by id, whatever its status."""
+        """A copy of a command by id, whatever its status (changing it changes nothing)."""
 
     @abstractmethod
     async def find_idempotent(self, key: str, since: float) -> Command | None:
-        """The command accepted with this idempotency key at or after `since`, if any."""
+        """The first command accepted with this idempotency key at or after `since`, if any.
+
+        A request split into several commands gives them all its key; the first is the one
+        its answer named.
+        """
 
     @abstractmethod
     async def lanes(self) -> dict[str, float]:
-        """Every lane with queued work, mapped to when its oldest command is due."""
+        """Every lane whose oldest unfinished command is queued, mapped to when it is due.
+
+        A lane whose oldest command is `sending` is left out: one command in flight per lane.
+        """
 
     @abstractmethod
     async def head_due(self, chat: str) -> float | None:
-        """When the oldest queued command of `chat` is due; None when the lane is empty."""
+        """When the lane's oldest unfinished command is due; None when the lane is empty or
+        that command is `sending`."""
 
     @abstractmethod
     async def claim(self, chat: str, now: float) -> Command | None:
@@ -50,7 +62,10 @@ class Queue(ABC):
 
     @abstractmethod
     async def complete(self, command_id: str, result: Any, now: float) -> None:
-        """The command was delivered: `sent`, with Telegram's result."""
+        """The command was delivered: `sent`, with Telegram's result (JSON data).
+
+        This, `fail`, `retry` and `save_progress` raise KeyError for an unknown id.
+        """
 
     @abstractmethod
     async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
@@ -69,7 +84,8 @@ class Queue(ABC):
         """Back to `queued` until `not_before`, keeping its place at the head of its lane.
 
         `params` replaces the call's parameters (a migrated chat id); `refund` gives the attempt
-        back (a flood-control pause is not the command's fault).
+        back (a flood-control pause is not the command's fault). A command already `sent` or
+        `failed` stays as it is: final is final, so a late retry cannot send it twice.
         """
 
     @abstractmethod

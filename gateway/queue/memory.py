@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
+from copy import deepcopy
 from typing import Any
 
 from gateway.commands import Command, Status
@@ -18,25 +18,29 @@ class MemoryQueue(Queue):
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
         self._lanes: dict[str, deque[str]] = {}
-        self._idempotency: dict[str, str] = {}
+        #: key → ids accepted with it, oldest first.
+        self._idempotency: dict[str, list[str]] = {}
         self._seq = itertools.count(1)
 
     async def put(self, commands: Sequence[Command]) -> None:
         for command in commands:
             command.seq = next(self._seq)
-            self._commands[command.id] = command
+            # A deep copy, as a database would store: the caller's objects stay theirs.
+            self._commands[command.id] = deepcopy(command)
             self._lanes.setdefault(command.lane, deque()).append(command.id)
             if command.idempotency_key:
-                self._idempotency[command.idempotency_key] = command.id
+                self._idempotency.setdefault(command.idempotency_key, []).append(command.id)
 
     async def get(self, command_id: str) -> Command | None:
         command = self._commands.get(command_id)
-        return replace(command) if command else None
+        return deepcopy(command) if command else None
 
     async def find_idempotent(self, key: str, since: float) -> Command | None:
-        command_id = self._idempotency.get(key)
-        command = self._commands.get(command_id) if command_id else None
-        return replace(command) if command and command.created_at >= since else None
+        for command_id in self._idempotency.get(key, ()):
+            command = self._commands[command_id]
+            if command.created_at >= since:
+                return deepcopy(command)
+        return None
 
     async def lanes(self) -> dict[str, float]:
         return {
@@ -60,7 +64,7 @@ class MemoryQueue(Queue):
         if head.status is not Status.QUEUED or head.not_before > now:
             return None
         head.status, head.attempts, head.updated_at = Status.SENDING, head.attempts + 1, now
-        return replace(head)
+        return deepcopy(head)
 
     async def complete(self, command_id: str, result: Any, now: float) -> None:
         self._finish(command_id, Status.SENT, now, result=result)
@@ -78,16 +82,18 @@ class MemoryQueue(Queue):
         refund: bool = False,
     ) -> None:
         command = self._commands[command_id]
+        if command.status.final:
+            return
         command.status, command.not_before, command.updated_at = Status.QUEUED, not_before, now
         command.error = error
         if refund:
             command.attempts -= 1
         if params is not None:
-            command.params = params
+            command.params = deepcopy(params)
 
     async def save_progress(self, command_id: str, result: Any, now: float) -> None:
         command = self._commands[command_id]
-        command.result, command.updated_at = result, now
+        command.result, command.updated_at = deepcopy(result), now
 
     async def recover(self) -> int:
         count = 0
@@ -104,7 +110,7 @@ class MemoryQueue(Queue):
         command = self._commands[command_id]
         command.status, command.updated_at = status, now
         for name, value in fields.items():
-            setattr(command, name, value)
+            setattr(command, name, deepcopy(value))
         lane = self._lanes.get(command.lane)
         if lane and command_id in lane:
             lane.remove(command_id)
