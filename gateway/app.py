@@ -20,6 +20,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
+from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
 from gateway.telegram import create_bot
 from gateway.worker import RetryBudget, Worker
@@ -65,7 +66,7 @@ def create_app(config: Config, *, queue: Queue | None = None) -> web.Application
 def _make_queue(config: Config) -> Queue:
     if config.queue.backend == "memory":
         return MemoryQueue()
-    raise StartupError(f"[queue] backend {config.queue.backend!r} is not available yet")
+    return SqliteQueue(config.queue_path)
 
 
 async def _bot_session(app: web.Application) -> AsyncIterator[None]:

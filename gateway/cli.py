@@ -24,7 +24,7 @@ from gateway import redact
 from gateway.certs import add_gen_cert_arguments, run_gen_cert
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
-from gateway.sandbox import SandboxSettings, create_sandbox_app
+from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.server import sandbox, serve, with_api_base
 
 logger = logging.getLogger("gateway")
@@ -177,7 +177,13 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"Telegram Bot API sandbox on http://{args.host}:{args.port}", flush=True)
     try:
-        web.run_app(create_sandbox_app(settings), host=args.host, port=args.port, print=None)
+        web.run_app(
+            create_sandbox_app(settings),
+            host=args.host,
+            port=args.port,
+            print=None,
+            access_log_class=SandboxAccessLogger,
+        )
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", EXIT_FAILURE)
     return 0

@@ -93,7 +93,7 @@ class TelegramSettings:
 class QueueSettings:
     """`[queue]`: where accepted commands wait for delivery."""
 
-    backend: QueueBackend = "memory"
+    backend: QueueBackend = "sqlite"
     path: str = c.DEFAULT_QUEUE_PATH
 
 
@@ -152,6 +152,7 @@ class Config:
     public_url: str
     certificate_path: Path
     private_key_path: Path
+    queue_path: Path
     source: str = field(default="defaults")
     #: True when the gateway runs against its built-in sandbox (no token configured).
     sandbox_mode: bool = False
@@ -218,6 +219,7 @@ def load_config(
         public_url=public_url,
         certificate_path=cert,
         private_key_path=key,
+        queue_path=_resolve(base, sections["queue"].path),
         source=source,
         sandbox_mode=token is None,
     )

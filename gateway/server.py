@@ -30,7 +30,7 @@ from gateway.config import Config
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates
 from gateway.redact import redact
-from gateway.sandbox import SandboxSettings, create_sandbox_app
+from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ async def serve(config: Config) -> AsyncIterator[web.Application]:
     certificate = check_certificate(config)
     app = create_app(config)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
-    await runner.setup()
     try:
+        await runner.setup()
         site = web.TCPSite(
             runner,
             config.server.host,
@@ -111,7 +111,7 @@ async def serve(config: Config) -> AsyncIterator[web.Application]:
 async def sandbox(config: Config, settings: SandboxSettings | None = None) -> AsyncIterator[str]:
     """Run the in-process sandbox; yields its base URL for `api_base`."""
     app = create_sandbox_app(settings or SandboxSettings())
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log_class=SandboxAccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.sandbox.host, config.sandbox.port)

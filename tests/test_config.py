@@ -43,7 +43,8 @@ def test_defaults_without_any_file_mean_sandbox_mode(tmp_path: Path) -> None:
     assert config.public_url == "https://127.0.0.1:8443"
     assert config.webhook_url == "https://127.0.0.1:8443/telegram/webhook"
     assert config.allowed_users == frozenset({1111})
-    assert config.queue.backend == "memory"
+    assert config.queue.backend == "sqlite"
+    assert config.queue_path == tmp_path / "var/gateway.db"
 
 
 def test_original_secrets_files_are_read(live: Path) -> None:
