@@ -37,7 +37,7 @@ BOT_ID = 123456
 USER = 1111
 OTHER_USER = 2222
 #: Short webhook retry timings for tests; the rules stay Telegram's.
-FAST_RETRY = {"retry_base_seconds": 0.05, "retry_cap_seconds": 0.2}
+FAST_RETRY = SandboxSettings(retry_base_seconds=0.05, retry_cap_seconds=0.2)
 
 
 @dataclass
@@ -180,7 +180,7 @@ async def webhook_receiver(
     async def handle(request: web.Request) -> web.StreamResponse:
         update = await request.json()
         receiver.headers.append(dict(request.headers))
-        response = web.json_response({})
+        response: web.StreamResponse = web.json_response({})
         if receiver.responder is not None:
             response = await receiver.responder(update)
         if 200 <= response.status < 300:

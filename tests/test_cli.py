@@ -97,7 +97,7 @@ def run_curl(command: str, cwd: Path) -> str:
 def test_sandbox_mode_banner_curl_lines_work(
     sandbox_mode: tuple[subprocess.Popen[str], str, Path],
 ) -> None:
-    proc, banner, cwd = sandbox_mode
+    _, banner, cwd = sandbox_mode
     enqueue, show, write_in, health = curl_lines(banner)
     answer = json.loads(run_curl(enqueue, cwd))
     assert answer["status"] == "queued"

@@ -17,10 +17,7 @@ from aiogram.types import (
     ReplyParameters,
     User,
 )
-
-from gateway.sandbox import TokenRedactingFilter, redact
-from gateway.sandbox import SandboxSettings
-from tests.sandbox_helpers import (
+from sandbox_helpers import (
     BOT_ID,
     TOKEN,
     USER,
@@ -28,6 +25,8 @@ from tests.sandbox_helpers import (
     aiogram_bot,
     running_sandbox,
 )
+
+from gateway.sandbox import SandboxSettings, TokenRedactingFilter, redact
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
@@ -123,7 +122,10 @@ async def test_a_body_that_is_not_json_is_a_400(box: SandboxClient) -> None:
         ({"chat_id": "@nobody", "text": "hi"}, "Bad Request: chat not found"),
         ({"chat_id": USER, "text": "x" * 4097}, "Bad Request: message is too long"),
         ({"chat_id": USER, "text": "😀" * 2048 + "x"}, "Bad Request: message is too long"),
-        ({"chat_id": USER, "text": "hi", "parse_mode": "BBCode"}, "Bad Request: unsupported parse_mode"),
+        (
+            {"chat_id": USER, "text": "hi", "parse_mode": "BBCode"},
+            "Bad Request: unsupported parse_mode",
+        ),
         (
             {"chat_id": USER, "text": "hi", "reply_to_message_id": 99},
             "Bad Request: message to be replied not found",
@@ -222,7 +224,7 @@ async def test_edits_and_deletions(box: SandboxClient) -> None:
         with pytest.raises(TelegramBadRequest, match="message to delete not found"):
             await bot.delete_message(USER, sent.message_id)
     status, body = await box.api("editMessageText", chat_id=USER, message_id=1, text=" ")
-    assert body["description"] == "Bad Request: message text is empty"
+    assert (status, body["description"]) == (400, "Bad Request: message text is empty")
     assert await box.sent(USER) == []
     [record] = await box.sent(USER, include_deleted=1)
     assert (record["text"], record["deleted"]) == ("final", True)
@@ -241,7 +243,10 @@ async def test_edit_message_reply_markup(box: SandboxClient) -> None:
     status, body = await box.api("editMessageReplyMarkup", **ids)
     assert body["description"] == NOT_MODIFIED
     status, body = await box.api("editMessageText", chat_id=USER, text="t")
-    assert body["description"] == "Bad Request: message identifier is not specified"
+    assert (status, body["description"]) == (
+        400,
+        "Bad Request: message identifier is not specified",
+    )
 
 
 async def test_chat_action_and_get_chat(box: SandboxClient) -> None:
@@ -266,8 +271,14 @@ async def test_bot_commands(box: SandboxClient) -> None:
         ([{"command": "Help", "description": "x"}], "Bad Request: BOT_COMMAND_INVALID"),
         ([{"command": "a" * 33, "description": "x"}], "Bad Request: BOT_COMMAND_INVALID"),
         ([{"command": "ok", "description": ""}], "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID"),
-        ([{"command": "ok", "description": "x" * 257}], "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID"),
-        ([{"command": f"c{i}", "description": "x"} for i in range(101)], "Bad Request: BOT_COMMANDS_TOO_MUCH"),
+        (
+            [{"command": "ok", "description": "x" * 257}],
+            "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID",
+        ),
+        (
+            [{"command": f"c{i}", "description": "x"} for i in range(101)],
+            "Bad Request: BOT_COMMANDS_TOO_MUCH",
+        ),
     ]
     for value, description in bad:
         status, body = await box.api("setMyCommands", commands=value)
