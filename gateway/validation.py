@@ -195,13 +195,22 @@ def _idempotency_key(body_value: Any, header: str | None) -> str | None:
     value = body_value if body_value is not None else header
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not _encodable(value):
         raise InputError(
             "idempotency_key must be a string of 1-255 characters",
             code="invalid_idempotency_key",
             field="idempotency_key",
         )
     return value
+
+
+def _encodable(value: str) -> bool:
+    """False for strings with lone surrogates (valid JSON escapes, but not text)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _type_name(t: type) -> str:

@@ -1,0 +1,457 @@
+"""A durable queue in one SQLite file: what the gateway accepted survives a crash.
+
+Durability. The database runs in WAL mode. With `synchronous="FULL"` (the default) SQLite
+fsyncs the WAL before a commit returns, so once `put` returns the command is on disk and
+survives a process kill, an OS crash and a power cut. `"NORMAL"` skips that fsync: commits still
+survive the process being killed (the OS has the data), but the last ones may be lost if the
+machine goes down. `"EXTRA"` also fsyncs the directory; it matters only for rollback journals.
+
+Throughput comes from group commit. Every write is a job for one writer task; jobs that arrive
+while a transaction is committing go together into the next one, so fifty concurrent `put`s
+cost about one fsync instead of fifty. Reads share the same connection and wait for the current
+transaction, so they never see a write that is not committed yet.
+
+Nothing is cached in Python: the commands live in the file, and SQLite's page cache is bounded
+(`CACHE_KIB`). One process owns the file at a time (`seq` is allotted by the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar, get_args
+
+import aiosqlite
+
+from gateway.commands import Command, Status
+from gateway.errors import StartupError
+from gateway.queue.base import Queue
+
+logger = logging.getLogger(__name__)
+
+COMMANDS_TABLE: Final = "commands"
+#: Bound of SQLite's page cache, in KiB (the queue's memory does not grow with its depth).
+CACHE_KIB: Final = 8000
+
+Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
+
+#: `MIGRATIONS[n]` takes a database from schema version n - 1 to n (`PRAGMA user_version`).
+#: Add a step here to change the schema; `open` runs the missing ones in order.
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        f"""CREATE TABLE {COMMANDS_TABLE} (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL UNIQUE,
+            lane TEXT NOT NULL,
+            method TEXT NOT NULL,
+            params TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            not_before REAL NOT NULL,
+            result TEXT,
+            error TEXT,
+            idempotency_key TEXT
+        )""",
+        # The head of every lane: its oldest command that is not final.
+        f"""CREATE INDEX {COMMANDS_TABLE}_lane_head ON {COMMANDS_TABLE} (lane, seq)
+            WHERE status IN ('queued', 'sending')""",
+        f"""CREATE INDEX {COMMANDS_TABLE}_idempotency
+            ON {COMMANDS_TABLE} (idempotency_key, created_at)
+            WHERE idempotency_key IS NOT NULL""",
+        f"CREATE INDEX {COMMANDS_TABLE}_status ON {COMMANDS_TABLE} (status)",
+    ),
+}
+SCHEMA_VERSION: Final = max(MIGRATIONS)
+
+_COLUMNS = (
+    "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
+    "result, error, idempotency_key"
+)
+_NOT_FINAL = "status IN ('queued', 'sending')"
+_INSERT = f"INSERT INTO {COMMANDS_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_SELECT = f"SELECT {_COLUMNS} FROM {COMMANDS_TABLE}"
+_HEAD = f"SELECT id FROM {COMMANDS_TABLE} WHERE lane = :lane AND {_NOT_FINAL} ORDER BY seq LIMIT 1"
+_CLAIM = f"""UPDATE {COMMANDS_TABLE}
+    SET status = 'sending', attempts = attempts + 1, updated_at = :now
+    WHERE id = ({_HEAD}) AND status = 'queued' AND not_before <= :now
+    RETURNING {_COLUMNS}"""
+# SQLite takes the bare columns of a min() aggregate from the row holding the minimum.
+_LANE_HEADS = f"""SELECT lane, min(seq), status, not_before FROM {COMMANDS_TABLE}
+    WHERE {_NOT_FINAL} GROUP BY lane"""
+
+_T = TypeVar("_T")
+_Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+class SqliteQueue(Queue):
+    """Commands in an SQLite database file, written through one group-committing writer."""
+
+    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
+        if synchronous not in get_args(Synchronous):
+            raise ValueError(f"synchronous must be one of {', '.join(get_args(Synchronous))}")
+        self.path = path
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        # One transaction at a time on the connection: the writer's span several awaits.
+        self._lock = asyncio.Lock()
+        self._pending: list[_Work] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._seq = 0
+
+    async def open(self) -> None:
+        """Create the file, its directory and the schema (or migrate it), start the writer."""
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A failed aiosqlite.connect leaves its thread to report to a loop that may be
+            # closed by then; a plain connect finds the usual faults first (a directory, no
+            # permission), so aiosqlite only ever opens a file that opens.
+            sqlite3.connect(self.path).close()
+            # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
+        try:
+            db.row_factory = sqlite3.Row
+            await self._configure(db)
+            await self._migrate(db)
+            async with db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}") as cur:
+                row = await cur.fetchone()
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
+            raise
+        self._seq = row[0] if row else 0
+        self._db, self._closing = db, False
+        self._writer = asyncio.create_task(self._write_forever(), name=f"queue writer {self.path}")
+
+    async def close(self) -> None:
+        """Commit what is pending, stop the writer and close the file."""
+        if self._writer is not None:
+            self._closing = True
+            self._wake.set()
+            await self._writer
+            self._writer = None
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def put(self, commands: Sequence[Command]) -> None:
+        if not commands:
+            return
+        # Serialised here, so a command that is not JSON fails its own caller only.
+        first: int = await self._submit(_Work(rows=[_row(command) for command in commands]))
+        for offset, command in enumerate(commands):
+            command.seq = first + offset
+
+    async def get(self, command_id: str) -> Command | None:
+        rows = await self._read(f"{_SELECT} WHERE id = ?", (command_id,))
+        return _command(rows[0]) if rows else None
+
+    async def find_idempotent(self, key: str, since: float) -> Command | None:
+        rows = await self._read(
+            f"{_SELECT} WHERE idempotency_key = ? AND created_at >= ? ORDER BY seq LIMIT 1",
+            (key, since),
+        )
+        return _command(rows[0]) if rows else None
+
+    async def lanes(self) -> dict[str, float]:
+        rows = await self._read(_LANE_HEADS, ())
+        return {row["lane"]: row["not_before"] for row in rows if row["status"] == Status.QUEUED}
+
+    async def head_due(self, chat: str) -> float | None:
+        rows = await self._read(
+            f"SELECT status, not_before FROM {COMMANDS_TABLE} WHERE lane = ? AND {_NOT_FINAL} "
+            "ORDER BY seq LIMIT 1",
+            (chat,),
+        )
+        if not rows or rows[0]["status"] != Status.QUEUED:
+            return None
+        due: float = rows[0]["not_before"]
+        return due
+
+    async def claim(self, chat: str, now: float) -> Command | None:
+        async def claim(db: aiosqlite.Connection) -> Command | None:
+            rows = list(await db.execute_fetchall(_CLAIM, {"lane": chat, "now": now}))
+            return _command(rows[0]) if rows else None
+
+        return await self._write(claim)
+
+    async def complete(self, command_id: str, result: Any, now: float) -> None:
+        await self._update(
+            command_id,
+            f"UPDATE {COMMANDS_TABLE} SET status = 'sent', result = ?, updated_at = ? WHERE id = ?",
+            (_dump(result), now, command_id),
+        )
+
+    async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
+        await self._update(
+            command_id,
+            f"UPDATE {COMMANDS_TABLE} SET status = 'failed', error = ?, updated_at = ? "
+            "WHERE id = ?",
+            (_dump(error), now, command_id),
+        )
+
+    async def retry(
+        self,
+        command_id: str,
+        not_before: float,
+        now: float,
+        error: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        refund: bool = False,
+    ) -> None:
+        # The command keeps its seq, so it stays the head of its lane.
+        await self._update(
+            command_id,
+            f"""UPDATE {COMMANDS_TABLE}
+                SET status = 'queued', not_before = ?, updated_at = ?, error = ?,
+                    params = ifnull(?, params), attempts = attempts - ?
+                WHERE id = ? AND {_NOT_FINAL}""",
+            (
+                not_before,
+                now,
+                _dump(error),
+                _dump(params),
+                int(refund),
+                command_id,
+            ),
+        )
+
+    async def save_progress(self, command_id: str, result: Any, now: float) -> None:
+        # Committed before the next part goes out, so a restart does not send a part twice.
+        await self._update(
+            command_id,
+            f"UPDATE {COMMANDS_TABLE} SET result = ?, updated_at = ? WHERE id = ?",
+            (_dump(result), now, command_id),
+        )
+
+    async def recover(self) -> int:
+        async def recover(db: aiosqlite.Connection) -> int:
+            sql = f"UPDATE {COMMANDS_TABLE} SET status = 'queued' WHERE status = 'sending'"
+            async with db.execute(sql) as cursor:
+                return cursor.rowcount
+
+        return await self._write(recover)
+
+    async def depth(self) -> int:
+        rows = await self._read(f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE {_NOT_FINAL}", ())
+        count: int = rows[0][0]
+        return count
+
+    # --- the connection ---------------------------------------------------------------------
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+            row = await cursor.fetchone()
+        mode = row[0] if row else None
+        if mode != "wal":
+            raise StartupError(f"the queue database {self.path} cannot use WAL (mode {mode})")
+        await db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version: int = row[0] if row else 0
+        latest = max(MIGRATIONS)
+        if version > latest:
+            raise StartupError(
+                f"the queue database {self.path} has schema version {version}, newer than this "
+                f"gateway's {latest}"
+            )
+        for target in range(version + 1, latest + 1):
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target]:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {target}")
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+            logger.info("queue database %s: schema version %d", self.path, target)
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._db is None or self._closing:
+            raise RuntimeError("the queue is not open")
+        return self._db
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        db = self._connection()
+        async with self._lock:
+            return list(await db.execute_fetchall(sql, params))
+
+    async def _update(self, command_id: str, sql: str, params: Sequence[Any]) -> None:
+        """Run one UPDATE of a command; KeyError when there is no such command."""
+
+        async def update(db: aiosqlite.Connection) -> bool:
+            async with db.execute(sql, params) as cursor:
+                if cursor.rowcount:
+                    return True
+            found = await db.execute_fetchall(
+                f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,)
+            )
+            return bool(list(found))
+
+        if not await self._write(update):
+            raise KeyError(command_id)
+
+    # --- group commit -----------------------------------------------------------------------
+
+    async def _write(self, job: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """Run `job` in the writer's next transaction; return once that is committed."""
+        result: _T = await self._submit(_Work(job=job))
+        return result
+
+    async def _submit(self, work: _Work) -> Any:
+        self._connection()
+        self._pending.append(work)
+        self._wake.set()
+        return await work.future
+
+    async def _write_forever(self) -> None:
+        batch: list[_Work] = []
+        try:
+            while self._pending or not self._closing:
+                if not self._pending:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch, self._pending = self._pending, []
+                # A caller that gave up before its transaction began is not owed a write.
+                batch = [work for work in batch if not work.future.done()]
+                if batch:
+                    await self._commit(batch)
+                batch = []
+        finally:
+            # Only reached early if the task is cancelled: nobody must wait forever.
+            for work in [*batch, *self._pending]:
+                _settle(work.future, exc=RuntimeError("the queue writer stopped"))
+            self._pending = []
+
+    async def _commit(self, batch: list[_Work]) -> None:
+        try:
+            async with self._lock:
+                results = await self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0].future, exc=exc)
+                return
+            # One bad write must not fail the others: replay each in its own transaction.
+            logger.warning("queue batch of %d failed (%s); replaying one by one", len(batch), exc)
+            for work in batch:
+                await self._commit([work])
+            return
+        for work, result in zip(batch, results, strict=True):
+            _settle(work.future, result=result)
+
+    async def _transaction(self, batch: list[_Work]) -> list[Any]:
+        """One transaction for the whole batch: all the new commands in one INSERT, then the
+        other writes. They were all submitted concurrently, so their order among themselves is
+        free; each put's commands keep theirs."""
+        assert self._db is not None
+        db, seq = self._db, self._seq
+        results: list[Any] = [None] * len(batch)
+        values: list[tuple[Any, ...]] = []
+        for index, work in enumerate(batch):
+            if work.job is None:
+                results[index] = seq + 1
+                values.extend((row[0], seq + 1 + i, *row[1:]) for i, row in enumerate(work.rows))
+                seq += len(work.rows)
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if values:
+                await db.executemany(_INSERT, values)
+            for index, work in enumerate(batch):
+                if work.job is not None:
+                    results[index] = await work.job(db)
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        self._seq = seq
+        return results
+
+
+@dataclass(eq=False)
+class _Work:
+    """A write for the writer: new command rows to insert, or a job to run."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    job: _Job | None = None
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, exc: Exception | None = None
+) -> None:
+    if future.done():  # the caller was cancelled; the write stands all the same
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
+
+
+def _dump(value: Any) -> str | None:
+    if value is None:  # most results and errors: skip the encoder
+        return None
+    # ASCII escapes keep lone surrogates (valid in JSON input) storable as UTF-8 text.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _row(command: Command) -> tuple[Any, ...]:
+    """The INSERT values of a command, without its seq (the writer allots that)."""
+    return (
+        command.id,
+        command.lane,
+        command.method,
+        _dump(command.params),
+        command.status.value,
+        command.attempts,
+        command.created_at,
+        command.updated_at,
+        command.not_before,
+        _dump(command.result),
+        _dump(command.error),
+        command.idempotency_key,
+    )
+
+
+def _command(row: sqlite3.Row) -> Command:
+    command = Command(
+        method=row["method"],
+        params=json.loads(row["params"]),
+        id=row["id"],
+        status=Status(row["status"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        not_before=row["not_before"],
+        result=_load(row["result"]),
+        error=_load(row["error"]),
+        idempotency_key=row["idempotency_key"],
+        seq=row["seq"],
+    )
+    # Assigned after construction: __post_init__ would derive them when they are falsy.
+    command.updated_at, command.lane = row["updated_at"], row["lane"]
+    return command
