@@ -17,6 +17,7 @@ from aiogram.types import (
     ReplyParameters,
     User,
 )
+from aiohttp import web
 from sandbox_helpers import (
     BOT_ID,
     TOKEN,
@@ -26,7 +27,7 @@ from sandbox_helpers import (
     running_sandbox,
 )
 
-from gateway.sandbox import SandboxSettings, TokenRedactingFilter, redact
+from gateway.sandbox import SandboxSettings, TokenRedactingFilter, create_sandbox_app, redact
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
@@ -304,3 +305,23 @@ async def test_the_access_log_never_shows_a_token(
     record = logging.LogRecord("x", logging.INFO, "f", 1, "%s", (f"/bot{TOKEN}/getMe",), None)
     TokenRedactingFilter().filter(record)
     assert record.getMessage() == f"/bot{BOT_ID}:***/getMe"
+
+
+async def test_the_default_access_logger_is_redacted_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_sandbox_app()
+    runner = web.AppRunner(app)  # aiohttp's own AccessLogger
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        url = f"http://127.0.0.1:{port}/bot{TOKEN}/getMe"
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                assert resp.status == 200
+    finally:
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert lines and all("sandbox-test-token" not in line for line in lines), lines

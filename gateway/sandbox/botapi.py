@@ -1,0 +1,102 @@
+"""The Bot API over HTTP: `/bot{token}/{method}` (GET or POST) and `/file/bot{token}/{path}`.
+
+A malformed token, or one whose bot id another token owns, is 401 `Unauthorized`; an unknown
+(or not emulated) method is 404 `Not Found`. Armed faults (see `gateway.sandbox.faults`) are
+applied before the call runs. Unexpected exceptions become 500 `Internal Server Error` and a
+log line without the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from gateway.sandbox import messages, methods, webhook
+from gateway.sandbox.calls import Call, Handler
+from gateway.sandbox.keys import SANDBOX_STATE
+from gateway.sandbox.params import Params
+from gateway.sandbox.replies import ApiError, ok_response, status_error
+from gateway.sandbox.state import BotState, SandboxState
+
+logger = logging.getLogger(__name__)
+
+#: Every emulated method: lower-case name → (Telegram's spelling, handler).
+METHODS: dict[str, tuple[str, Handler]] = {
+    **methods.METHODS.handlers,
+    **messages.METHODS.handlers,
+    **webhook.METHODS.handlers,
+}
+
+
+async def run_method(
+    sandbox: SandboxState, bot: BotState, method: str, params: Params
+) -> web.Response:
+    """Run one call and build its answer; faults, statistics and errors included."""
+    entry = METHODS.get(method.lower())
+    if entry is None:
+        return status_error(404).response()
+    name, handler = entry
+    sandbox.stats.record_call(name)
+    try:
+        result = await handler(Call(sandbox, bot, method.lower(), params))
+        response = ok_response(result)
+    except ApiError as exc:
+        response = exc.response()
+    except Exception:
+        logger.exception("sandbox: %s crashed for bot %s", name, bot.bot_id)
+        response = status_error(500).response()
+    sandbox.stats.record_status(response.status)
+    return response
+
+
+async def handle_method(request: web.Request) -> web.StreamResponse:
+    """`/bot{token}/{method}`."""
+    sandbox = request.app[SANDBOX_STATE]
+    bot = sandbox.authenticate(request.match_info["token"])
+    if bot is None:
+        return status_error(401).response()
+    method = request.match_info["method"]
+    entry = METHODS.get(method.lower())
+    if entry is not None and (fault := sandbox.faults.take(method.lower(), bot.bot_id)):
+        sandbox.stats.record_call(entry[0])
+        sandbox.stats.fault_answers += 1
+        error = fault.error()
+        if error is None:
+            logger.info("sandbox: dropping a %s call of bot %s (fault)", entry[0], bot.bot_id)
+            if request.transport is not None:
+                request.transport.abort()
+            # Nothing reaches the client: aiohttp's write to the aborted transport fails quietly.
+            return web.Response(status=499)
+        sandbox.stats.record_status(error.error_code)
+        return error.response()
+    try:
+        params = await Params.from_request(request)
+    except ApiError as exc:
+        return exc.response()
+    return await run_method(sandbox, bot, method, params)
+
+
+async def handle_file(request: web.Request) -> web.StreamResponse:
+    """`/file/bot{token}/{path}`: the sandbox stores no files."""
+    sandbox = request.app[SANDBOX_STATE]
+    if sandbox.authenticate(request.match_info["token"]) is None:
+        return status_error(401).response()
+    return status_error(404).response()
+
+
+async def answer_from_webhook(
+    sandbox: SandboxState, bot: BotState, payload: dict[str, Any]
+) -> None:
+    """Execute the method call a webhook answered with; its outcome goes nowhere."""
+    method = str(payload["method"])
+    values = {key: value for key, value in payload.items() if key != "method"}
+    response = await run_method(sandbox, bot, method, Params(values))
+    logger.info("bot %s: webhook answer %s → %s", bot.bot_id, method, response.status)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the Bot API routes."""
+    app.router.add_route("*", "/bot{token}/{method}", handle_method)
+    app.router.add_route("*", "/file/bot{token}/{path:.+}", handle_file)

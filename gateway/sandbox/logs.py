@@ -1,0 +1,59 @@
+"""Logging without tokens: bot tokens travel in request paths (`/bot<token>/<method>`).
+
+`SandboxAccessLogger` is the access logger to hand to `web.AppRunner(access_log_class=...)`;
+`TokenRedactingFilter` rewrites any record mentioning a token, and `create_sandbox_app`
+installs it on aiohttp's loggers as a safety net for runners that use the default logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+_TOKEN_IN_PATH = re.compile(r"(/(?:file/)?bot\d+:)[^/\s?\"']+")
+#: aiohttp's loggers that may print a request path.
+AIOHTTP_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web")
+
+
+def redact(text: str) -> str:
+    """Replace the secret part of every token in a path: `/bot123:***/getMe`."""
+    return _TOKEN_IN_PATH.sub(r"\1***", text)
+
+
+class SandboxAccessLogger(AbstractAccessLogger):
+    """Access log lines with tokens redacted: `127.0.0.1 "POST /bot123:***/getMe" 200 ...`."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """Write one line per answered request."""
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            redact(request.path_qs),
+            response.status,
+            response.body_length,
+            time,
+        )
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Redacts tokens from a record's formatted message (keeps the record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message when it contains a token."""
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+def install_redaction() -> None:
+    """Add one `TokenRedactingFilter` to each of aiohttp's loggers (idempotent)."""
+    for name in AIOHTTP_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, TokenRedactingFilter) for f in target.filters):
+            target.addFilter(TokenRedactingFilter())
