@@ -329,17 +329,6 @@ def test_load_errors(
     assert str(cert_path if at_fault == "cert" else key_path) in message
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root can read any file")
-def test_load_unreadable_key(make_pair: Callable[[str], Pair], tmp_path: Path) -> None:
-    good = make_pair("gateway.example")
-    key_path = tmp_path / "key.pem"
-    shutil.copy(good.key_path, key_path)
-    key_path.chmod(0)
-    with pytest.raises(CertificateError, match="permission denied") as exc:
-        load_certificate_pair(good.cert_path, key_path)
-    assert str(key_path) in _single_line(exc)
-
-
 def test_load_expired_certificate(tmp_path: Path, other_key: rsa.RSAPrivateKey) -> None:
     expired_on = datetime(2020, 3, 1, 12, 0, tzinfo=UTC)
     cert_path, key_path = _custom_pair(
