@@ -40,7 +40,6 @@ from gateway.constants import CERTIFICATE_FILENAME, DEFAULT_CERT_DAYS, PRIVATE_K
 from gateway.errors import CertificateError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 @dataclass(frozen=True)
