@@ -171,6 +171,21 @@ class SlidingWindow:
         """Record an event at ``now`` (not checked against the limit: ask :meth:`ready_at`)."""
         self._events.append(now)
 
+    def move(self, old: float, new: float) -> None:
+        """Re-date the event recorded at ``old`` to ``new`` (when the send was answered).
+
+        Moving an event later only ever makes the window stricter. Events are kept in order.
+        """
+        events = self._events
+        for index in range(len(events) - 1, -1, -1):
+            if events[index] == old:
+                del events[index]
+                position = len(events)
+                while position and events[position - 1] > new:
+                    position -= 1
+                events.insert(position, new)
+                return
+
     def in_window(self, now: float) -> int:
         """How many recorded events fall within the last ``window + margin`` seconds."""
         start = now - self._span
@@ -228,6 +243,8 @@ class FloodController:
         self._chats: dict[ChatId, _ChatState] = {}
         self._longest_span = self._compute_longest_span()
         self._next_sweep = clock() + self._longest_span
+        #: Clock time of the last slot `try_acquire` granted (for `settle`).
+        self.last_acquired = -math.inf
 
     @property
     def limits(self) -> FloodLimits:
@@ -264,7 +281,23 @@ class FloodController:
         state.window.record(now)
         if state.group is not None:
             state.group.record(now)
+        self.last_acquired = now
         return 0.0
+
+    def settle(self, chat_id: ChatId, acquired_at: float) -> None:
+        """The send acquired at ``acquired_at`` was answered: count it from now on instead.
+
+        The server counts a send when it *arrives*, somewhere between our acquiring the slot
+        and its answer. Counting it at the answer can only overestimate the server's count, so
+        no delay on the way in (a new connection, a busy event loop) can make us exceed a limit.
+        """
+        now = self._clock()
+        self._global.move(acquired_at, now)
+        state = self._chats.get(_chat_key(chat_id))
+        if state is not None:
+            state.window.move(acquired_at, now)
+            if state.group is not None:
+                state.group.move(acquired_at, now)
 
     def global_wait(self) -> float:
         """Seconds until the bot-wide limit (and any bot-wide pause) allows a send; 0 if now."""

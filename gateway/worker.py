@@ -97,6 +97,8 @@ class Worker:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._commands: dict[str, Command] = {}
         self._migrated: dict[str, int] = {}
+        #: lane → flood clock time its current send's slot was taken (settled on the answer).
+        self._acquired: dict[str, float] = {}
         self._last_flood: tuple[float, str] | None = None
         self._wake = asyncio.Event()
         self._running = False
@@ -188,6 +190,7 @@ class Worker:
                 continue
             delay = self._flood.try_acquire(flood_key(self._migrated.get(lane, lane)))
             if delay <= 0:
+                self._acquired[lane] = self._flood.last_acquired
                 return lane, None
             soonest = min(soonest, delay)
             if self._flood.global_wait() > 0:
@@ -225,7 +228,7 @@ class Worker:
         """One Bot API call, or, for a text over Telegram's limit, one call per part."""
         parts = long_text_parts(command)
         if parts is None:
-            return await telegram.call(self._bot, command.method, command.params)
+            return await self._send(lane, command.method, command.params)
         # Parts already delivered (before a retry or a restart) are not sent again.
         done: list[Any] = list(command.result) if isinstance(command.result, list) else []
         start = len(done)
@@ -233,7 +236,7 @@ class Worker:
             if index > start:  # the pick already paid for the first part's flood slot
                 await self._acquire(lane)
             params = part_params(command.params, parts, index)
-            outcome = await telegram.call(self._bot, command.method, params)
+            outcome = await self._send(lane, command.method, params)
             if not isinstance(outcome, telegram.Delivered):
                 return outcome
             done.append(outcome.result)
@@ -245,6 +248,16 @@ class Worker:
         key = flood_key(self._migrated.get(lane, lane))
         while (delay := self._flood.try_acquire(key)) > 0:
             await asyncio.sleep(delay)
+        self._acquired[lane] = self._flood.last_acquired
+
+    async def _send(self, lane: str, method: str, params: dict[str, Any]) -> telegram.Outcome:
+        """One Bot API call on a flood slot already acquired for `lane`."""
+        try:
+            return await telegram.call(self._bot, method, params)
+        finally:
+            acquired = self._acquired.pop(lane, None)
+            if acquired is not None:
+                self._flood.settle(flood_key(self._migrated.get(lane, lane)), acquired)
 
     async def _settle(self, lane: str, command: Command, outcome: telegram.Outcome) -> None:
         now = self._clock()

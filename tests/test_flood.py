@@ -495,3 +495,27 @@ def test_zero_margin_is_allowed() -> None:
 def test_invalid_sliding_window_raises(count: int, window: float, margin: float) -> None:
     with pytest.raises(ValueError, match="SlidingWindow"):
         SlidingWindow(count, window, margin)
+
+
+def test_settle_counts_a_send_from_its_answer() -> None:
+    """A slow answer pushes the next send to the same chat back by its latency."""
+    clock = FakeClock()
+    flood = FloodController(FloodLimits(global_per_second=30, chat_per_second=1), clock)
+    assert flood.try_acquire(7) == 0.0
+    acquired = flood.last_acquired
+    clock.advance(0.5)  # the answer comes half a second later
+    flood.settle(7, acquired)
+    assert flood.ready_at(7) == pytest.approx(clock() + 1.02)
+
+
+def test_settle_keeps_the_global_window_ordered() -> None:
+    clock = FakeClock()
+    flood = FloodController(FloodLimits(global_per_second=2, chat_per_second=10), clock)
+    assert flood.try_acquire(1) == 0.0
+    first = flood.last_acquired
+    clock.advance(0.1)
+    assert flood.try_acquire(2) == 0.0
+    clock.advance(0.4)
+    flood.settle(1, first)  # answered after the second send was made
+    # The window now holds 0.1 (second send) and 0.5 (first, settled): the oldest leaves at 1.12.
+    assert flood.ready_at(3) == pytest.approx(clock() - 0.4 + 1.02)
