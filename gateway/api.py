@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -11,6 +12,9 @@ from prometheus_client.exposition import generate_latest
 
 from gateway import constants as c
 from gateway import keys
+from gateway.auth import CLIENT
+from gateway.clients import ApiClient
+from gateway.commands import Command
 from gateway.errors import InputError
 from gateway.http import read_json_object
 from gateway.validation import parse_enqueue
@@ -29,7 +33,13 @@ async def enqueue_command(request: web.Request) -> web.Response:
         request.headers.get(c.IDEMPOTENCY_HEADER),
         config.delivery.long_text,
     )
-    commands, original = await app[keys.OUTBOX].submit_once(parsed.commands, parsed.idempotency_key)
+    client = request[CLIENT]
+    check_scope(client, parsed.commands)
+    for command in parsed.commands:
+        command.client = client.name
+    # Keys are per client: one client cannot learn about another's commands through them.
+    key = f"{client.name}:{parsed.idempotency_key}" if parsed.idempotency_key else None
+    commands, original = await app[keys.OUTBOX].submit_once(parsed.commands, key)
     if original is not None:
         logger.info("idempotent repeat of %s from %s", original.id, request.remote)
         return web.json_response(
@@ -54,12 +64,32 @@ async def get_command(request: web.Request) -> web.Response:
     command_id = request.match_info["id"]
     wait = _wait_seconds(request.query.get("wait"))
     command = await app[keys.QUEUE].get(command_id)
-    if command is None:
+    if command is None or command.client != request[CLIENT].name:
+        # Another client's command is answered exactly like one that does not exist.
         raise InputError(f"no command {command_id!r}", code="not_found", status=404)
     if wait > 0 and not command.status.final:
         await app[keys.WORKER].wait_final(command_id, wait)
         command = await app[keys.QUEUE].get(command_id) or command
     return web.json_response(command.public())
+
+
+def check_scope(client: ApiClient, commands: Iterable[Command]) -> None:
+    """403, naming what was refused, when a command is outside the client's scope."""
+    for command in commands:
+        if not client.may_call(command.method):
+            raise InputError(
+                f"client {client.name!r} may not call {command.method}",
+                code="forbidden_method",
+                field="method",
+                status=403,
+            )
+        if not client.may_send_to(command.chat_id):
+            raise InputError(
+                f"client {client.name!r} may not send to chat {command.chat_id}",
+                code="forbidden_chat",
+                field="chat_id",
+                status=403,
+            )
 
 
 def _wait_seconds(raw: str | None) -> float:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
 from aiohttp import web
 
 from gateway import api, keys, webhook
+from gateway import constants as c
+from gateway.auth import authenticate
+from gateway.clients import ApiClient, ClientRegistry
 from gateway.config import Config
 from gateway.errors import StartupError
 from gateway.flood import FloodController, FloodLimits
+from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
 from gateway.metrics import Metrics
@@ -28,7 +32,9 @@ from gateway.worker import RetryBudget, Worker
 logger = logging.getLogger(__name__)
 
 
-def create_app(config: Config, *, queue: Queue | None = None) -> web.Application:
+def create_app(
+    config: Config, *, queue: Queue | None = None, extra_clients: Sequence[ApiClient] = ()
+) -> web.Application:
     """Build the gateway's `web.Application` from a loaded configuration.
 
     Start-up (`cleanup_ctx`) opens the queue, checks the bot token with getMe and starts the
@@ -36,8 +42,13 @@ def create_app(config: Config, *, queue: Queue | None = None) -> web.Application
     closes the queue and the Bot API session. Registering the webhook is `server.serve`'s job,
     once the HTTPS listener is up.
     """
-    app = web.Application(middlewares=[json_errors], client_max_size=config.server.body_limit)
+    app = web.Application(
+        middlewares=[json_errors, authenticate], client_max_size=config.server.body_limit
+    )
     app[keys.CONFIG] = config
+    app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
+    app[keys.SIGNATURES] = SignatureVerifier()
+    app[keys.RATE_LIMITER] = RateLimiter()
     app[keys.QUEUE] = queue or _make_queue(config)
     app[keys.BOT] = create_bot(config.bot_token.reveal(), config.telegram.api_base)
     app[keys.WEBHOOK] = keys.WebhookStatus()
@@ -57,7 +68,7 @@ def create_app(config: Config, *, queue: Queue | None = None) -> web.Application
     app[keys.DISPATCHER] = build_dispatcher(
         app[keys.OUTBOX], config.allowed_users, config.telegram.refusal_text
     )
-    app.cleanup_ctx.extend([_bot_session, _queue_storage, _worker_task])
+    app.cleanup_ctx.extend([_api_clients, _bot_session, _queue_storage, _worker_task])
     webhook.add_routes(app, config.telegram.webhook_path)
     api.add_routes(app)
     return app
@@ -67,6 +78,29 @@ def _make_queue(config: Config) -> Queue:
     if config.queue.backend == "memory":
         return MemoryQueue()
     return SqliteQueue(config.queue_path)
+
+
+async def _api_clients(app: web.Application) -> AsyncIterator[None]:
+    """Load the API clients, then watch their file so changes apply without a restart."""
+    registry = app[keys.CLIENTS]
+    registry.load()
+    if not registry.clients:
+        logger.warning(
+            "no API clients in %s: every API call will be refused; "
+            "create one with `gateway token add NAME`",
+            registry.path,
+        )
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(c.CLIENTS_RELOAD_SECONDS)
+            registry.reload_if_changed()
+
+    task = asyncio.create_task(watch(), name="api clients watcher")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _bot_session(app: web.Application) -> AsyncIterator[None]:

@@ -20,8 +20,17 @@ import aiohttp
 from aiohttp import web
 
 from gateway import constants as c
-from gateway import redact
+from gateway import keys, redact
 from gateway.certs import add_gen_cert_arguments, run_gen_cert
+from gateway.clients import (
+    ApiClient,
+    add_client,
+    hash_token,
+    new_token,
+    parse_rate,
+    read_clients,
+    revoke_client,
+)
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
@@ -40,8 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
-    handler = {"run": _cmd_run, "sandbox": _cmd_sandbox, "gen-cert": run_gen_cert}[args.command]
-    return int(handler(args))
+    handlers = {
+        "run": _cmd_run,
+        "sandbox": _cmd_sandbox,
+        "gen-cert": run_gen_cert,
+        "token": _cmd_token,
+    }
+    return int(handlers[args.command](args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
 
     cert = sub.add_parser("gen-cert", help="generate a self-signed certificate for the webhook")
     add_gen_cert_arguments(cert)
+
+    token = sub.add_parser("token", help="manage API clients (add, list, revoke)")
+    token.add_argument(
+        "--file",
+        default=os.environ.get("GATEWAY_SERVER_CLIENTS_FILE", c.DEFAULT_CLIENTS_FILE),
+        help=f"the clients file (default {c.DEFAULT_CLIENTS_FILE})",
+    )
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create a client and print its token once")
+    add.add_argument("name")
+    add.add_argument("--chat", action="append", default=[], help="allowed chat id (repeat)")
+    add.add_argument("--method", action="append", default=[], help="allowed method (repeat)")
+    add.add_argument("--rate", help="rate limit, e.g. 10/s or 600/m")
+    add.add_argument("--sign", action="store_true", help="require signed requests")
+    actions.add_parser("list", help="list clients (never their tokens)")
+    revoke = actions.add_parser("revoke", help="remove a client")
+    revoke.add_argument("name")
     return parser
 
 
@@ -102,17 +133,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _run(config: Config) -> None:
     stop = _stop_event()
     if not config.sandbox_mode:
-        async with serve(config):
+        async with serve(config) as app:
+            _reload_clients_on_sighup(app)
             print(f"Telegram Gateway is running: {config.public_url}", flush=True)
             await stop.wait()
         return
     logger.info("no bot token configured (%s): running in sandbox mode", c.DEFAULT_TOKEN_FILE)
+    demo_token = new_token()
+    demo = ApiClient(name="sandbox-demo", token_sha256=hash_token(demo_token))
     async with sandbox(config) as base:
         live = with_api_base(config, base)
-        async with serve(live):
+        async with serve(live, extra_clients=[demo]) as app:
+            _reload_clients_on_sighup(app)
             await _demo_user_starts_bot(base, config.sandbox.demo_user)
-            print(_sandbox_banner(live, base), flush=True)
+            print(_sandbox_banner(live, base, demo_token), flush=True)
             await stop.wait()
+
+
+def _reload_clients_on_sighup(app: web.Application) -> None:
+    registry = app[keys.CLIENTS]
+    with contextlib.suppress(NotImplementedError):
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: registry.reload_if_changed(force=True)
+        )
 
 
 def _stop_event() -> asyncio.Event:
@@ -133,8 +176,9 @@ async def _demo_user_starts_bot(base: str, user_id: int) -> None:
         r.raise_for_status()
 
 
-def _sandbox_banner(config: Config, base: str) -> str:
+def _sandbox_banner(config: Config, base: str, token: str) -> str:
     cert = _display_path(config.certificate_path)
+    auth = f"-H 'Authorization: Bearer {token}'"
     enqueue = json.dumps({"text": "Hello from the gateway"})
     user = config.sandbox.demo_user
     write_in = json.dumps({"user_id": user, "text": "/help"})
@@ -144,8 +188,11 @@ Telegram Gateway is running in SANDBOX mode (no bot token configured).
   gateway:  {url}   (webhook {config.telegram.webhook_path})
   sandbox:  {base}  (a local Telegram emulator; demo user {user})
 
+API token of the demo client (valid until the gateway stops):
+  {token}
+
 Send a message to the demo user through the gateway:
-  curl --cacert {cert} -H 'Content-Type: application/json' \\
+  curl --cacert {cert} {auth} -H 'Content-Type: application/json' \\
        -d '{enqueue}' {url}{c.ENQUEUE_PATH}
 
 See what the bot wrote in the demo user's chat:
@@ -163,6 +210,60 @@ def _display_path(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(Path.cwd()))
     return str(path)
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        if args.action == "add":
+            rate = parse_rate(args.rate) if args.rate else None
+            chats = [_chat_arg(chat) for chat in args.chat]
+            token, secret = add_client(
+                path,
+                args.name,
+                chats=chats,
+                methods=args.method,
+                rate_per_second=rate,
+                signing=args.sign,
+            )
+            print(f"Created API client {args.name!r} in {path}.")
+            print("Its token, shown only now (the file keeps only its SHA-256):")
+            print(f"  {token}")
+            if secret:
+                print("Its signing secret (sign every request with it, see README):")
+                print(f"  {secret}")
+            print("A running gateway picks it up within seconds (or at once on SIGHUP).")
+        elif args.action == "list":
+            clients = read_clients(path)
+            if not clients:
+                print(f"no API clients in {path}")
+            for client in clients:
+                print(_describe_client(client))
+        else:
+            revoke_client(path, args.name)
+            print(f"Revoked API client {args.name!r}; its token stops working within seconds.")
+    except ConfigError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _chat_arg(value: str) -> int | str:
+    try:
+        return int(value)
+    except ValueError:
+        if value.startswith("@") and len(value) > 1:
+            return value
+        raise ConfigError(f"--chat must be a numeric chat id or @channel, not {value!r}") from None
+
+
+def _describe_client(client: ApiClient) -> str:
+    chats = "*" if client.chats is None else ",".join(sorted(map(str, client.chats)))
+    methods = "*" if client.methods is None else ",".join(sorted(client.methods))
+    rate = f"{client.rate_per_second:g}/s" if client.rate_per_second else "unlimited"
+    signed = "signed" if client.signing_secret else "unsigned"
+    return (
+        f"{client.name}: chats={chats} methods={methods} rate={rate} {signed} {client.created_at}"
+    )
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:

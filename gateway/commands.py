@@ -51,6 +51,10 @@ class Command:
     idempotency_key: str | None = None
     #: Position in acceptance order, set by the queue.
     seq: int = 0
+    #: The API client that submitted it (None for the gateway's own messages).
+    client: str | None = None
+    #: Extension data of the gateway's own features (kept as JSON with the command).
+    meta: dict[str, Any] = field(default_factory=dict)
     #: The ordering lane: the chat the command was accepted for. It stays put when the chat
     #: migrates, so later commands keep their order behind it.
     lane: str = ""

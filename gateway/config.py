@@ -9,6 +9,7 @@ or variable at fault.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import secrets
@@ -30,6 +31,12 @@ ENV_CONFIG = "GATEWAY_CONFIG"
 
 QueueBackend = Literal["memory", "sqlite"]
 LongText = Literal["split", "truncate", "reject"]
+KeyPermissions = Literal["refuse", "warn"]
+CHOICES: dict[str, tuple[str, ...]] = {
+    "QueueBackend": get_args(QueueBackend),
+    "LongText": get_args(LongText),
+    "KeyPermissions": get_args(KeyPermissions),
+}
 
 
 class Secret:
@@ -72,6 +79,10 @@ class ServerSettings:
     certificate: str = ""
     private_key: str = ""
     body_limit: int = c.DEFAULT_BODY_LIMIT
+    #: The API clients (hashed tokens, scopes); managed with `gateway token`.
+    clients_file: str = c.DEFAULT_CLIENTS_FILE
+    #: A private key readable by group or others: "refuse" to start, or "warn" and go on.
+    key_permissions: KeyPermissions = "refuse"
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,12 @@ class TelegramSettings:
     drop_pending_updates: bool = False
     #: Sent to users who are not allowed; empty means they get no reply at all.
     refusal_text: str = ""
+    #: Accept webhook calls only from `webhook_allowed_networks` (Telegram's published ranges
+    #: when empty).
+    webhook_ip_allowlist: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
+    #: Reverse proxies whose X-Forwarded-For is believed (CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,7 @@ class Config:
     certificate_path: Path
     private_key_path: Path
     queue_path: Path
+    clients_path: Path
     source: str = field(default="defaults")
     #: True when the gateway runs against its built-in sandbox (no token configured).
     sandbox_mode: bool = False
@@ -220,6 +238,7 @@ def load_config(
         certificate_path=cert,
         private_key_path=key,
         queue_path=_resolve(base, sections["queue"].path),
+        clients_path=_resolve(base, server.clients_file),
         source=source,
         sandbox_mode=token is None,
     )
@@ -306,11 +325,16 @@ def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool
             except ValueError:
                 pass
         raise ConfigError(f"{where} must be a number, not {value!r}")
-    if kind in {"QueueBackend", "LongText"}:
-        choices = get_args(QueueBackend if kind == "QueueBackend" else LongText)
-        if value in choices:
+    if kind in CHOICES:
+        if value in CHOICES[kind]:
             return value
-        raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
+        raise ConfigError(f"{where} must be one of {', '.join(CHOICES[kind])}, not {value!r}")
+    if kind == "tuple[str, ...]":
+        if from_env:
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ConfigError(f"{where} must be a list of strings, not {value!r}")
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string, not {value!r}")
     return value
@@ -345,6 +369,14 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
             f"[telegram] max_connections must be between {low} and {high}, "
             f"not {telegram.max_connections}"
         )
+    for key in ("webhook_allowed_networks", "trusted_proxies"):
+        for network in getattr(telegram, key):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
+                ) from None
     api = urlsplit(telegram.api_base)
     if api.scheme not in {"http", "https"} or not api.hostname:
         raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")

@@ -39,6 +39,9 @@ DEFAULT_WEBHOOK_PATH: Final = "/telegram/webhook"
 DEFAULT_TOKEN_FILE: Final = "config/secrets/bot_api.txt"
 DEFAULT_ALLOWED_USERS_FILE: Final = "config/secrets/allowed_user.txt"
 DEFAULT_SECRET_TOKEN_FILE: Final = "config/secrets/webhook_secret.txt"
+DEFAULT_CLIENTS_FILE: Final = "config/secrets/api_clients.toml"
+#: How often the running gateway looks for changes of the clients file.
+CLIENTS_RELOAD_SECONDS: Final = 2.0
 #: The original version kept its certificate pair here; it is used when present.
 LEGACY_CERTIFICATE: Final = "config/secrets/certificate.pem"
 LEGACY_PRIVATE_KEY: Final = "config/secrets/key.pem"

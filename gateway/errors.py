@@ -33,9 +33,11 @@ class InputError(GatewayError):
         code: str = "invalid_input",
         field: str | None = None,
         status: int = 400,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.field = field
         self.status = status
+        self.headers = headers or {}

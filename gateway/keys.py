@@ -8,7 +8,9 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import User
 from aiohttp import web
 
+from gateway.clients import ClientRegistry
 from gateway.config import Config
+from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
@@ -32,3 +34,6 @@ OUTBOX = web.AppKey("outbox", Outbox)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 WEBHOOK = web.AppKey("webhook", WebhookStatus)
 METRICS = web.AppKey("metrics", Metrics)
+CLIENTS = web.AppKey("clients", ClientRegistry)
+SIGNATURES = web.AppKey("signatures", SignatureVerifier)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

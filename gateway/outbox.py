@@ -38,6 +38,8 @@ class Outbox:
         the original command is returned as the second item."""
         if key is None:
             return await self.submit(commands), None
+        for command in commands:
+            command.idempotency_key = key
         async with self._lock:  # two concurrent repeats must not both get through
             since = time.time() - c.IDEMPOTENCY_WINDOW_SECONDS
             original = await self._queue.find_idempotent(key, since)

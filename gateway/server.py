@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ from gateway.certs import (
     load_certificate_pair,
     server_ssl_context,
 )
+from gateway.clients import ApiClient
 from gateway.config import Config
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates
@@ -41,8 +42,10 @@ def check_certificate(config: Config) -> CertificateInfo:
     """Load the certificate pair and refuse what Telegram (or an attacker) would exploit."""
     info = load_certificate_pair(config.certificate_path, config.private_key_path)
     problem = check_key_permissions(config.private_key_path)
-    if problem:
-        raise CertificateError(problem)
+    if problem and config.server.key_permissions == "warn":
+        logger.warning('%s (key_permissions = "warn": starting anyway)', problem)
+    elif problem:
+        raise CertificateError(f"{problem} (chmod 600 it, or set [server] key_permissions)")
     host = urlsplit(config.public_url).hostname or ""
     if not certificate_matches_host(info, host):
         names = ", ".join(info.hosts) or "no names"
@@ -81,10 +84,12 @@ async def register_webhook(app: web.Application, certificate: CertificateInfo) -
 
 
 @asynccontextmanager
-async def serve(config: Config) -> AsyncIterator[web.Application]:
+async def serve(
+    config: Config, extra_clients: Sequence[ApiClient] = ()
+) -> AsyncIterator[web.Application]:
     """Run the gateway until the `async with` block ends."""
     certificate = check_certificate(config)
-    app = create_app(config)
+    app = create_app(config, extra_clients=extra_clients)
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
     try:
         await runner.setup()

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from gateway.certs import client_ssl_context, write_certificate
+from gateway.clients import add_client
 from gateway.config import Config, load_config
 from gateway.sandbox import SandboxSettings, create_sandbox_app
 from gateway.server import serve
@@ -139,15 +140,24 @@ class Gateway:
     app: web.Application
     url: str
     http: aiohttp.ClientSession
+    #: The test client's API token, and the header that presents it.
+    token: str
+    auth: dict[str, str]
 
-    async def enqueue(self, body: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        async with self.http.post(f"{self.url}/enqueue_command", json=body, **kwargs) as resp:
+    async def enqueue(
+        self, body: Any, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /enqueue_command as the test client (extra `headers` win)."""
+        url = f"{self.url}/enqueue_command"
+        all_headers = {**self.auth, **(headers or {})}
+        async with self.http.post(url, json=body, headers=all_headers, **kwargs) as resp:
             return resp.status, await resp.json()
 
     async def command(self, command_id: str, wait: float = 0) -> dict[str, Any]:
         """`GET /commands/{id}`, waiting up to `wait` seconds for a final status."""
         params = {"wait": str(wait)} if wait else {}
-        async with self.http.get(f"{self.url}/commands/{command_id}", params=params) as resp:
+        url = f"{self.url}/commands/{command_id}"
+        async with self.http.get(url, params=params, headers=self.auth) as resp:
             assert resp.status == 200, await resp.text()
             data: dict[str, Any] = await resp.json()
             return data
@@ -159,6 +169,12 @@ class Workspace:
 
     root: Path
     host: str
+    #: Token of the "tests" API client (every chat, every method).
+    token: str = ""
+
+    @property
+    def clients_file(self) -> Path:
+        return self.root / "config/secrets/api_clients.toml"
 
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative
@@ -184,6 +200,7 @@ def workspace(tmp_path: Path) -> Workspace:
     ws.write("config/secrets/bot_api.txt", TOKEN + "\n")
     ws.write("config/secrets/allowed_user.txt", f"# the team\n{USER}\n")
     write_certificate(tmp_path / "certs", host, 30)
+    ws.token, _ = add_client(ws.clients_file, "tests")
     return ws
 
 
@@ -202,7 +219,8 @@ def gateway_factory(workspace: Workspace, sandbox: Sandbox) -> GatewayFactory:
             serve(config) as app,
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http,
         ):
-            yield Gateway(config, app, config.public_url, http)
+            auth = {"Authorization": f"Bearer {workspace.token}"}
+            yield Gateway(config, app, config.public_url, http, workspace.token, auth)
 
     return start
 

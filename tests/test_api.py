@@ -124,14 +124,18 @@ async def test_bad_input_gets_a_clear_400(
 )
 async def test_malformed_json_is_400(gateway: Gateway, raw: bytes) -> None:
     async with gateway.http.post(
-        f"{gateway.url}/enqueue_command", data=raw, headers={"Content-Type": "application/json"}
+        f"{gateway.url}/enqueue_command",
+        data=raw,
+        headers={**gateway.auth, "Content-Type": "application/json"},
     ) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "invalid_json"
 
 
 async def test_non_json_content_type_is_415(gateway: Gateway) -> None:
-    async with gateway.http.post(f"{gateway.url}/enqueue_command", data={"text": "hi"}) as resp:
+    async with gateway.http.post(
+        f"{gateway.url}/enqueue_command", data={"text": "hi"}, headers=gateway.auth
+    ) as resp:
         assert resp.status == 415
         assert (await resp.json())["error"]["code"] == "unsupported_media_type"
 
@@ -148,7 +152,7 @@ async def test_body_over_the_limit_is_413(gateway_factory: GatewayFactory) -> No
 async def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
     async with gateway.http.get(f"{gateway.url}/nope") as resp:
         assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
-    async with gateway.http.get(f"{gateway.url}/enqueue_command") as resp:
+    async with gateway.http.get(f"{gateway.url}/enqueue_command", headers=gateway.auth) as resp:
         assert resp.status == 405 and "Allow" in resp.headers
 
 

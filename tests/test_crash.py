@@ -108,7 +108,8 @@ async def test_sigkill_mid_stream_loses_nothing(
     accepted: dict[int, str] = {}
     log = tmp_path / "gateway.log"
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    headers = {"Authorization": f"Bearer {workspace.token}"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as http:
 
         async def send(n: int) -> bool:
             body = {"chat_id": n % CHATS + 1, "text": f"msg {n}", "idempotency_key": f"k{n}"}

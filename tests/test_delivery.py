@@ -101,7 +101,7 @@ async def test_429_pauses_and_retries(gateway: Gateway, sandbox: Sandbox) -> Non
     assert done["status"] == "sent"
     assert time.monotonic() - started >= 1.0
     assert done["attempts"] == 1  # a flood pause is not the command's fault
-    async with gateway.http.get(f"{gateway.url}/metrics") as resp:
+    async with gateway.http.get(f"{gateway.url}/metrics", headers=gateway.auth) as resp:
         text = await resp.text()
     assert "gateway_telegram_429_total 1.0" in text
 
@@ -230,10 +230,12 @@ async def test_status_and_wait(gateway: Gateway, sandbox: Sandbox) -> None:
     assert done["chat_id"] == USER and done["attempts"] == 1 and done["error"] is None
     assert done["result"]["text"] == "status"
     assert done["created_at"] <= done["updated_at"]
-    async with gateway.http.get(f"{gateway.url}/commands/cmd_nope") as resp:
+    async with gateway.http.get(f"{gateway.url}/commands/cmd_nope", headers=gateway.auth) as resp:
         assert resp.status == 404
     for wait in ("61", "-1", "soon"):
-        async with gateway.http.get(f"{gateway.url}/commands/{command_id}?wait={wait}") as resp:
+        async with gateway.http.get(
+            f"{gateway.url}/commands/{command_id}?wait={wait}", headers=gateway.auth
+        ) as resp:
             assert resp.status == 400
 
 
@@ -243,7 +245,7 @@ async def test_metrics_count_what_happened(gateway: Gateway, sandbox: Sandbox) -
     await gateway.command(command_id, wait=10)
     await sandbox.say("/help")
     await sandbox.wait_messages(USER, 2)
-    async with gateway.http.get(f"{gateway.url}/metrics") as resp:
+    async with gateway.http.get(f"{gateway.url}/metrics", headers=gateway.auth) as resp:
         assert resp.status == 200
         text = await resp.text()
     assert 'gateway_commands_accepted_total{method="sendMessage"} 1.0' in text

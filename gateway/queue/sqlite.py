@@ -67,15 +67,20 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             WHERE idempotency_key IS NOT NULL""",
         f"CREATE INDEX {COMMANDS_TABLE}_status ON {COMMANDS_TABLE} (status)",
     ),
+    # Which API client submitted a command, and extension data of later features.
+    2: (
+        f"ALTER TABLE {COMMANDS_TABLE} ADD COLUMN client TEXT",
+        f"ALTER TABLE {COMMANDS_TABLE} ADD COLUMN meta TEXT",
+    ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 _COLUMNS = (
     "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
-    "result, error, idempotency_key"
+    "result, error, idempotency_key, client, meta"
 )
 _NOT_FINAL = "status IN ('queued', 'sending')"
-_INSERT = f"INSERT INTO {COMMANDS_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_INSERT = f"INSERT INTO {COMMANDS_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 _SELECT = f"SELECT {_COLUMNS} FROM {COMMANDS_TABLE}"
 _HEAD = f"SELECT id FROM {COMMANDS_TABLE} WHERE lane = :lane AND {_NOT_FINAL} ORDER BY seq LIMIT 1"
 _CLAIM = f"""UPDATE {COMMANDS_TABLE}
@@ -435,6 +440,8 @@ def _row(command: Command) -> tuple[Any, ...]:
         _dump(command.result),
         _dump(command.error),
         command.idempotency_key,
+        command.client,
+        _dump(command.meta) if command.meta else None,
     )
 
 
@@ -451,6 +458,8 @@ def _command(row: sqlite3.Row) -> Command:
         error=_load(row["error"]),
         idempotency_key=row["idempotency_key"],
         seq=row["seq"],
+        client=row["client"],
+        meta=_load(row["meta"]) or {},
     )
     # Assigned after construction: __post_init__ would derive them when they are falsy.
     command.updated_at, command.lane = row["updated_at"], row["lane"]
