@@ -205,3 +205,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, env: dict[str, str], ne
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and needle in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_example_config_is_valid_and_shows_the_defaults(tmp_path: Path) -> None:
+    example = REPO / "config/gateway.example.toml"
+    from_example = load_config(example, {}, base_dir=tmp_path)
+    defaults = load_config(None, {}, base_dir=tmp_path)
+    for section in ("server", "telegram", "queue", "delivery", "flood", "sandbox"):
+        assert getattr(from_example, section) == getattr(defaults, section), section
