@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -17,6 +18,8 @@ from gateway.clients import ApiClient
 from gateway.commands import Command
 from gateway.errors import InputError
 from gateway.http import read_json_object
+from gateway.openapi import build_openapi
+from gateway.queue.base import Queue
 from gateway.validation import parse_enqueue
 
 logger = logging.getLogger(__name__)
@@ -27,12 +30,20 @@ async def enqueue_command(request: web.Request) -> web.Response:
     app = request.app
     config = app[keys.CONFIG]
     body = await read_json_object(request, config.server.body_limit)
+    dispatch = await _reply_target(app[keys.QUEUE], body)
+    if dispatch is not None:
+        body = {**body, "chat_id": dispatch.params["chat_id"]}
+        del body["reply_to"]
     parsed = parse_enqueue(
         body,
         config.allowed_users,
         request.headers.get(c.IDEMPOTENCY_HEADER),
         config.delivery.long_text,
     )
+    if dispatch is not None:  # an answer to a user's command, delivered as a reply to it
+        for command in parsed.commands:
+            command.params["reply_parameters"] = {"message_id": dispatch.meta["message_id"]}
+            command.meta["reply_to"] = dispatch.id
     client = request[CLIENT]
     check_scope(client, parsed.commands)
     for command in parsed.commands:
@@ -46,7 +57,7 @@ async def enqueue_command(request: web.Request) -> web.Response:
             {"id": original.id, "status": original.status.value, "duplicate": True}
         )
     app[keys.METRICS].accepted_commands(list(commands))
-    logger.info(
+    logger.debug(
         "accepted %d command(s) %s from %s",
         len(commands),
         ",".join(command.id for command in commands),
@@ -64,13 +75,46 @@ async def get_command(request: web.Request) -> web.Response:
     command_id = request.match_info["id"]
     wait = _wait_seconds(request.query.get("wait"))
     command = await app[keys.QUEUE].get(command_id)
-    if command is None or command.client != request[CLIENT].name:
+    client = request[CLIENT]
+    if command is not None and command.client is None:
+        # The gateway's own commands (dispatches, replies) are visible to clients of their chat.
+        visible = client.may_send_to(command.chat_id)
+    else:
+        visible = command is not None and command.client == client.name
+    if command is None or not visible:
         # Another client's command is answered exactly like one that does not exist.
         raise InputError(f"no command {command_id!r}", code="not_found", status=404)
     if wait > 0 and not command.status.final:
         await app[keys.WORKER].wait_final(command_id, wait)
         command = await app[keys.QUEUE].get(command_id) or command
     return web.json_response(command.public())
+
+
+async def _reply_target(queue: Queue, body: dict[str, Any]) -> Command | None:
+    """The dispatch a `"reply_to": "<dispatch id>"` names (chat and message come from it)."""
+    reply_to = body.get("reply_to")
+    if reply_to is None:
+        return None
+    if "method" in body:
+        raise InputError(
+            "reply_to goes with the short form (text)", code="conflicting_fields", field="reply_to"
+        )
+    if not isinstance(reply_to, str) or not reply_to:
+        raise InputError("reply_to must be a dispatch id", code="invalid_type", field="reply_to")
+    dispatch = await queue.get(reply_to)
+    if dispatch is None or dispatch.method != c.DISPATCH_METHOD:
+        raise InputError(
+            f"reply_to: no dispatched command {reply_to!r}",
+            code="unknown_dispatch",
+            field="reply_to",
+        )
+    if body.get("chat_id") not in (None, dispatch.params["chat_id"]):
+        raise InputError(
+            "chat_id differs from the chat of the command replied to",
+            code="conflicting_fields",
+            field="chat_id",
+        )
+    return dispatch
 
 
 def check_scope(client: ApiClient, commands: Iterable[Command]) -> None:
@@ -134,9 +178,15 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=503)
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """`GET /openapi.json`: the API's OpenAPI document (unauthenticated, like /healthz)."""
+    return web.json_response(build_openapi(request.app[keys.CONFIG]))
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the REST API."""
     app.router.add_post(c.ENQUEUE_PATH, enqueue_command)
     app.router.add_get(c.COMMANDS_PATH + "/{id}", get_command)
     app.router.add_get(c.HEALTH_PATH, healthz)
     app.router.add_get(c.METRICS_PATH, metrics)
+    app.router.add_get(c.OPENAPI_PATH, openapi)

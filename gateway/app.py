@@ -22,10 +22,12 @@ from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from gateway.questions import Questions
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
 from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
+from gateway.services import ServiceCaller
 from gateway.telegram import create_bot
 from gateway.worker import RetryBudget, Worker
 
@@ -65,10 +67,30 @@ def create_app(
         app[keys.QUEUE], app[keys.BOT], flood, budget, hooks=app[keys.METRICS]
     )
     app[keys.OUTBOX] = Outbox(app[keys.QUEUE], app[keys.WORKER])
-    app[keys.DISPATCHER] = build_dispatcher(
-        app[keys.OUTBOX], config.allowed_users, config.telegram.refusal_text
+    services = ServiceCaller(
+        {route.command: route for route in config.routes},
+        app[keys.OUTBOX],
+        config.callback_secret.reveal(),
     )
-    app.cleanup_ctx.extend([_api_clients, _bot_session, _queue_storage, _worker_task])
+    app[keys.SERVICES] = services
+    app[keys.WORKER].use_services(services, services.tell_user)
+    app[keys.QUESTIONS] = Questions(
+        app[keys.QUEUE],
+        app[keys.OUTBOX],
+        app[keys.WORKER],
+        config.allowed_users,
+        config.delivery.max_attempts,
+    )
+    app[keys.DISPATCHER] = build_dispatcher(
+        app[keys.OUTBOX],
+        config.allowed_users,
+        config.telegram.refusal_text,
+        config.routes,
+        app[keys.QUESTIONS],
+    )
+    app.cleanup_ctx.extend(
+        [_api_clients, _bot_session, _queue_storage, _service_calls, _worker_task, _expiry_task]
+    )
     webhook.add_routes(app, config.telegram.webhook_path)
     api.add_routes(app)
     return app
@@ -126,8 +148,25 @@ async def _queue_storage(app: web.Application) -> AsyncIterator[None]:
     await queue.close()
 
 
+async def _service_calls(app: web.Application) -> AsyncIterator[None]:
+    services = app[keys.SERVICES]
+    await services.open()
+    yield
+    await services.close()
+
+
+async def _expiry_task(app: web.Application) -> AsyncIterator[None]:
+    """Questions past their timeout become `expired`."""
+    task = asyncio.create_task(app[keys.QUESTIONS].run_expiry(), name="question expiry")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _worker_task(app: web.Application) -> AsyncIterator[None]:
     worker = app[keys.WORKER]
+    await worker.prepare()
     task = asyncio.create_task(worker.run(), name="queue worker")
     yield
     task.cancel()

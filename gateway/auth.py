@@ -38,8 +38,13 @@ def unauthorized(message: str) -> InputError:
     )
 
 
+_PROTECTED_EXACT = frozenset(PROTECTED_PREFIXES)
+_PROTECTED_UNDER = tuple(p + "/" for p in PROTECTED_PREFIXES)
+
+
 def is_protected(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in PROTECTED_PREFIXES)
+    """True for the routes that need an API client's credential (on every request: cheap)."""
+    return path in _PROTECTED_EXACT or path.startswith(_PROTECTED_UNDER)
 
 
 @web.middleware

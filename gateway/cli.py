@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from gateway.clients import (
     revoke_client,
 )
 from gateway.config import Config, load_config
+from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.server import sandbox, serve, with_api_base
@@ -141,8 +143,10 @@ async def _run(config: Config) -> None:
     logger.info("no bot token configured (%s): running in sandbox mode", c.DEFAULT_TOKEN_FILE)
     demo_token = new_token()
     demo = ApiClient(name="sandbox-demo", token_sha256=hash_token(demo_token))
-    async with sandbox(config) as base:
+    async with sandbox(config) as base, demo_service(config.sandbox.host) as echo:
         live = with_api_base(config, base)
+        if not config.routes:  # show command routing with a demo service
+            live = dataclasses.replace(live, routes=(echo,))
         async with serve(live, extra_clients=[demo]) as app:
             _reload_clients_on_sighup(app)
             await _demo_user_starts_bot(base, config.sandbox.demo_user)
@@ -182,6 +186,10 @@ def _sandbox_banner(config: Config, base: str, token: str) -> str:
     enqueue = json.dumps({"text": "Hello from the gateway"})
     user = config.sandbox.demo_user
     write_in = json.dumps({"user_id": user, "text": "/help"})
+    routed = json.dumps({"user_id": user, "text": "/echo hello from Telegram"})
+    question = json.dumps(
+        {"text": "Deploy api v1.2?", "expect_reply": {"buttons": [["Approve", "Reject"]]}}
+    )
     url = config.public_url
     return f"""
 Telegram Gateway is running in SANDBOX mode (no bot token configured).
@@ -200,6 +208,20 @@ See what the bot wrote in the demo user's chat:
 
 Play the user writing /help to the bot (the answer appears in the chat above):
   curl -H 'Content-Type: application/json' -d '{write_in}' {base}/sandbox/messages
+
+Play the user running /echo, a command routed to a demo internal service:
+  curl -H 'Content-Type: application/json' -d '{routed}' {base}/sandbox/messages
+
+Ask the demo user a question with buttons (answers {{"id": "cmd_..."}}):
+  curl --cacert {cert} {auth} -H 'Content-Type: application/json' \\
+       -d '{question}' {url}{c.ENQUEUE_PATH}
+Tap "Approve" as the demo user: the button's data is q:<id>:<row>.<column>, and the
+message_id is the "result" of GET {c.COMMANDS_PATH}/<id>:
+  curl -H 'Content-Type: application/json' \\
+       -d '{{"user_id": {user}, "message_id": MESSAGE_ID, "data": "q:ID:0.0"}}' \\
+       {base}/sandbox/callbacks
+The answer, with who gave it:
+  curl --cacert {cert} {auth} {url}{c.COMMANDS_PATH}/ID
 
 Health:  curl --cacert {cert} {url}{c.HEALTH_PATH}
 Press Ctrl+C to stop. Put a bot token in {c.DEFAULT_TOKEN_FILE} to talk to real Telegram.

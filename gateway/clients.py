@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import constants as c
-from gateway.config import Secret
 from gateway.errors import ConfigError
+from gateway.secretfiles import Secret
 
 logger = logging.getLogger(__name__)
 

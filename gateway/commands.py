@@ -10,16 +10,26 @@ from typing import Any
 
 
 class Status(StrEnum):
-    """Lifecycle: queued → sending → sent | failed (sending → queued again on retry)."""
+    """Lifecycle: queued → sending → sent | failed (sending → queued again on retry).
+
+    A question (a message that expects a reply) goes sending → awaiting_reply → answered |
+    expired instead of sent.
+    """
 
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    AWAITING_REPLY = "awaiting_reply"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
 
     @property
     def final(self) -> bool:
-        return self in (Status.SENT, Status.FAILED)
+        return self in FINAL
+
+
+FINAL = frozenset({Status.SENT, Status.FAILED, Status.ANSWERED, Status.EXPIRED})
 
 
 def new_command_id() -> str:
@@ -82,4 +92,5 @@ class Command:
             "updated_at": self.updated_at,
             "result": self.result,
             "error": self.error,
+            **({"reply": self.meta["reply"]} if "reply" in self.meta else {}),
         }

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-import os
-import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,11 +20,19 @@ from urllib.parse import urlsplit
 
 from gateway import constants as c
 from gateway.errors import ConfigError
+from gateway.routes import Route, parse_routes
+from gateway.secretfiles import (
+    ENV_TOKEN,
+    Secret,
+    read_allowed_users,
+    read_or_create_secret,
+    read_token,
+    read_webhook_secret,
+)
 
 logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "GATEWAY_"
-ENV_TOKEN = "GATEWAY_BOT_TOKEN"
 ENV_CONFIG = "GATEWAY_CONFIG"
 
 QueueBackend = Literal["memory", "sqlite"]
@@ -37,32 +43,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "LongText": get_args(LongText),
     "KeyPermissions": get_args(KeyPermissions),
 }
-
-
-class Secret:
-    """A string that never shows itself in a repr, a log line or an f-string."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one place that must send it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and secrets.compare_digest(
-            self._value.encode(), other._value.encode()
-        )
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -83,6 +63,8 @@ class ServerSettings:
     clients_file: str = c.DEFAULT_CLIENTS_FILE
     #: A private key readable by group or others: "refuse" to start, or "warn" and go on.
     key_permissions: KeyPermissions = "refuse"
+    #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated).
+    callback_secret_file: str = c.DEFAULT_CALLBACK_SECRET_FILE
 
 
 @dataclass(frozen=True)
@@ -171,6 +153,10 @@ class Config:
     private_key_path: Path
     queue_path: Path
     clients_path: Path
+    #: Bot commands dispatched to internal services (`[[routes]]`).
+    routes: tuple[Route, ...] = ()
+    #: Key that signs answers POSTed to `callback_url`s.
+    callback_secret: Secret = field(default_factory=lambda: Secret(""))
     source: str = field(default="defaults")
     #: True when the gateway runs against its built-in sandbox (no token configured).
     sandbox_mode: bool = False
@@ -209,6 +195,7 @@ def load_config(
         name: _build_section(name, cls, raw.pop(name, {}), env, source)
         for name, cls in SECTIONS.items()
     }
+    routes = parse_routes(raw.pop("routes", []), base, source)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -219,9 +206,20 @@ def load_config(
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
 
-    token = _read_token(base, telegram, env)
-    allowed = _read_allowed_users(base, telegram, sandbox if token is None else None)
-    secret = _read_or_create_secret(base, telegram)
+    token = read_token(
+        _resolve(base, telegram.token_file),
+        telegram.token_file,
+        telegram.token_file == c.DEFAULT_TOKEN_FILE,
+        env,
+    )
+    allowed = read_allowed_users(
+        _resolve(base, telegram.allowed_users_file),
+        telegram.allowed_users_file,
+        sandbox.demo_user if token is None else None,
+    )
+    secret = read_webhook_secret(
+        _resolve(base, telegram.secret_token_file), telegram.secret_token_file
+    )
     public_url = _public_url(server, sandbox_mode=token is None)
     cert, key = _certificate_paths(base, server)
     return Config(
@@ -239,6 +237,14 @@ def load_config(
         private_key_path=key,
         queue_path=_resolve(base, sections["queue"].path),
         clients_path=_resolve(base, server.clients_file),
+        routes=routes,
+        callback_secret=Secret(
+            read_or_create_secret(
+                _resolve(base, server.callback_secret_file),
+                server.callback_secret_file,
+                "callback signing key",
+            )
+        ),
         source=source,
         sandbox_mode=token is None,
     )
@@ -380,86 +386,6 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
     api = urlsplit(telegram.api_base)
     if api.scheme not in {"http", "https"} or not api.hostname:
         raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")
-
-
-def _read_token(base: Path, telegram: TelegramSettings, env: Mapping[str, str]) -> Secret | None:
-    if env.get(ENV_TOKEN, "").strip():
-        return _checked_token(env[ENV_TOKEN].strip(), ENV_TOKEN)
-    path = _resolve(base, telegram.token_file)
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        if telegram.token_file == c.DEFAULT_TOKEN_FILE:
-            return None  # nothing configured: sandbox mode
-        raise ConfigError(f"{telegram.token_file}: bot token file not found") from None
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError(f"{telegram.token_file}: cannot read the bot token file") from None
-    if not text:
-        raise ConfigError(f"{telegram.token_file}: the bot token file is empty")
-    return _checked_token(text, telegram.token_file)
-
-
-def _checked_token(token: str, where: str) -> Secret:
-    bot_id, sep, rest = token.partition(":")
-    if not sep or not bot_id.isdigit() or not rest or any(ch.isspace() for ch in rest):
-        # Never echo the value: it may be a real token with a typo.
-        raise ConfigError(f"{where}: not a bot token (expected '<digits>:<secret>')")
-    return Secret(token)
-
-
-def _read_allowed_users(
-    base: Path, telegram: TelegramSettings, sandbox: SandboxSettingsSection | None
-) -> frozenset[int]:
-    name = telegram.allowed_users_file
-    try:
-        text = _resolve(base, name).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if sandbox is not None:
-            return frozenset({sandbox.demo_user})
-        raise ConfigError(
-            f"{name}: allowed users file not found (one numeric Telegram user id per line)"
-        ) from None
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError(f"{name}: cannot read the allowed users file") from None
-    users: set[int] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        entry = line.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        try:
-            users.add(int(entry))
-        except ValueError:
-            raise ConfigError(
-                f"{name}:{number}: {entry!r} is not a numeric Telegram user id"
-            ) from None
-    if not users:
-        raise ConfigError(f"{name}: no user ids in the allowed users file")
-    return frozenset(users)
-
-
-def _read_or_create_secret(base: Path, telegram: TelegramSettings) -> Secret:
-    name = telegram.secret_token_file
-    path = _resolve(base, name)
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        value = secrets.token_urlsafe(32)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(value + "\n")
-        except OSError as exc:
-            raise ConfigError(f"{name}: cannot save the webhook secret ({exc.strerror})") from None
-        logger.info("generated a webhook secret token in %s", name)
-        return Secret(value)
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError(f"{name}: cannot read the webhook secret token file") from None
-    if not 1 <= len(value) <= c.SECRET_TOKEN_MAX_LENGTH:
-        raise ConfigError(f"{name}: the webhook secret must be 1-256 characters long")
-    if not set(value) <= c.SECRET_TOKEN_ALPHABET:
-        raise ConfigError(f"{name}: the webhook secret may only contain A-Z a-z 0-9 _ -")
-    return Secret(value)
 
 
 def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:

@@ -40,6 +40,7 @@ DEFAULT_TOKEN_FILE: Final = "config/secrets/bot_api.txt"
 DEFAULT_ALLOWED_USERS_FILE: Final = "config/secrets/allowed_user.txt"
 DEFAULT_SECRET_TOKEN_FILE: Final = "config/secrets/webhook_secret.txt"
 DEFAULT_CLIENTS_FILE: Final = "config/secrets/api_clients.toml"
+DEFAULT_CALLBACK_SECRET_FILE: Final = "config/secrets/callback_secret.txt"
 #: How often the running gateway looks for changes of the clients file.
 CLIENTS_RELOAD_SECONDS: Final = 2.0
 #: The original version kept its certificate pair here; it is used when present.
@@ -64,6 +65,7 @@ ENQUEUE_PATH: Final = "/enqueue_command"
 HEALTH_PATH: Final = "/healthz"
 COMMANDS_PATH: Final = "/commands"
 METRICS_PATH: Final = "/metrics"
+OPENAPI_PATH: Final = "/openapi.json"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 #: How long an idempotency key is remembered.
 IDEMPOTENCY_WINDOW_SECONDS: Final = 24 * 3600
@@ -79,6 +81,14 @@ ALLOWED_METHODS: Final = (
     "sendChatAction",
 )
 PARSE_MODES: Final = ("HTML", "Markdown", "MarkdownV2")
+#: Bot API methods the gateway calls for itself (never accepted from API clients).
+INTERNAL_METHODS: Final = ("answerCallbackQuery",)
+#: Commands that are calls to internal services, not Bot API calls.
+DISPATCH_METHOD: Final = "dispatch"
+CALLBACK_METHOD: Final = "callback"
+SERVICE_METHODS: Final = frozenset({DISPATCH_METHOD, CALLBACK_METHOD})
+#: Lanes of service calls start with this; flood control does not apply to them.
+SERVICE_LANE: Final = "svc:"
 
 # --- Worker -------------------------------------------------------------------------------------
 #: Upper bound of Bot API calls in flight at once.

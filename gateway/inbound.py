@@ -8,25 +8,21 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiogram import BaseMiddleware, Dispatcher, F, Router
-from aiogram.filters import Command, CommandStart
-from aiogram.types import Message, TelegramObject, Update, User
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 
 from gateway import constants as c
+from gateway.commands import Command as CommandRecord
 from gateway.outbox import Outbox
+from gateway.questions import PREFIX, Questions
+from gateway.routes import Route
+from gateway.services import dispatch_command
 
 logger = logging.getLogger(__name__)
-
-HELP_TEXT = (
-    "<b>Telegram Gateway</b>\n"
-    "Internal services send you messages through this bot.\n\n"
-    "Commands:\n"
-    "/help — this message\n"
-    "/start — the same"
-)
 
 
 def _sender(update: Update) -> User | None:
@@ -57,26 +53,78 @@ class AllowedUsers(BaseMiddleware):
         logger.info(
             "ignored %s update %d from %s: not allowed", event.event_type, event.update_id, who
         )
+        if event.callback_query is not None:
+            await self._outbox.send(
+                "answerCallbackQuery",
+                callback_query_id=event.callback_query.id,
+                text="Not yours to answer.",
+                show_alert=True,
+            )
+            return None
         message = event.message
         if self._refusal and message is not None and message.chat.type == "private":
             await self._outbox.send("sendMessage", chat_id=message.chat.id, text=self._refusal)
         return None
 
 
-def build_router(outbox: Outbox) -> Router:
-    """The handlers for allowed users' messages."""
+def help_text(routes: Iterable[Route], user_id: int) -> str:
+    """What the gateway offers this user: its own commands and the routes they may use."""
+    lines = [
+        "<b>Telegram Gateway</b>",
+        "Internal services send you messages through this bot, and these commands reach them:",
+        "",
+    ]
+    for route in routes:
+        if route.may_use(user_id):
+            lines.append(f"/{route.command} — {html.escape(route.description)}")
+    lines += ["/help — this message"]
+    return "\n".join(lines)
+
+
+def build_router(outbox: Outbox, routes: Sequence[Route], questions: Questions) -> Router:
+    """The handlers for allowed users' messages and taps."""
     router = Router(name="gateway")
+    by_name = {route.command: route for route in routes}
 
     @router.message(CommandStart())
     @router.message(Command("help"))
     async def help_command(message: Message) -> None:
+        user_id = message.from_user.id if message.from_user else 0
         await outbox.send(
             "sendMessage",
             chat_id=message.chat.id,
-            text=HELP_TEXT,
+            text=help_text(routes, user_id),
             parse_mode="HTML",
             reply_parameters={"message_id": message.message_id},
         )
+
+    async def routed_command(message: Message, command: CommandObject) -> None:
+        route = by_name[command.command]
+        user = message.from_user
+        reply = {"message_id": message.message_id}
+        if user is None or not route.may_use(user.id):
+            await outbox.send(
+                "sendMessage",
+                chat_id=message.chat.id,
+                text=f"/{route.command} is not available to you.",
+                reply_parameters=reply,
+            )
+            return
+        payload = {
+            "command": route.command,
+            "args": command.args.split() if command.args else [],
+            "text": message.text,
+            "user": user.model_dump(mode="json", exclude_none=True),
+            "chat": message.chat.model_dump(mode="json", exclude_none=True),
+            "message_id": message.message_id,
+            "date": int(message.date.timestamp()),
+        }
+        job = dispatch_command(route, payload, message.chat.id, message.message_id)
+        await outbox.submit([job])
+        logger.info("dispatching /%s from user %d as %s", route.command, user.id, job.id)
+
+    if by_name:  # registered before the catch-all for unknown commands
+        router.message(Command(*by_name))(routed_command)
 
     @router.message(F.text.startswith("/"))
     async def unknown_command(message: Message) -> None:
@@ -88,15 +136,39 @@ def build_router(outbox: Outbox) -> Router:
             parse_mode="HTML",
         )
 
+    async def answers_a_question(message: Message) -> dict[str, Any] | bool:
+        question = await questions.question_replied_to(message)
+        return {"question": question} if question is not None else False
+
+    @router.message(F.reply_to_message, answers_a_question)
+    async def reply_to_question(message: Message, question: CommandRecord) -> None:
+        await questions.on_reply(message, question)
+
+    @router.callback_query(F.data.startswith(PREFIX))
+    async def tap(query: CallbackQuery) -> None:
+        await questions.on_tap(query)
+
     return router
 
 
-def build_dispatcher(outbox: Outbox, allowed: frozenset[int], refusal_text: str) -> Dispatcher:
+def build_dispatcher(
+    outbox: Outbox,
+    allowed: frozenset[int],
+    refusal_text: str,
+    routes: Sequence[Route],
+    questions: Questions,
+) -> Dispatcher:
     """A dispatcher that filters senders, then routes to the gateway's handlers."""
     dispatcher = Dispatcher(disable_fsm=True)
     dispatcher.update.outer_middleware(AllowedUsers(allowed, outbox, refusal_text))
-    dispatcher.include_router(build_router(outbox))
+    dispatcher.include_router(build_router(outbox, routes, questions))
     return dispatcher
+
+
+def bot_commands(routes: Iterable[Route]) -> list[dict[str, str]]:
+    """The bot's menu (setMyCommands): every route, then help."""
+    menu = [{"command": route.command, "description": route.description} for route in routes]
+    return [*menu, {"command": "help", "description": "What this bot can do"}]
 
 
 def allowed_updates() -> list[str]:

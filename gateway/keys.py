@@ -13,7 +13,9 @@ from gateway.config import Config
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from gateway.questions import Questions
 from gateway.queue.base import Queue
+from gateway.services import ServiceCaller
 from gateway.worker import Worker
 
 
@@ -37,3 +39,5 @@ METRICS = web.AppKey("metrics", Metrics)
 CLIENTS = web.AppKey("clients", ClientRegistry)
 SIGNATURES = web.AppKey("signatures", SignatureVerifier)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+SERVICES = web.AppKey("services", ServiceCaller)
+QUESTIONS = web.AppKey("questions", Questions)

@@ -38,13 +38,19 @@ class Metrics(DeliveryHooks):
             registry=r,
         )
         self.depth = Gauge("gateway_queue_depth", "Commands queued or being sent", registry=r)
+        self._accepted_by_method: dict[str, Counter] = {}
         self.updates = Counter(
             "gateway_webhook_updates", "Updates received on the webhook", ["type"], registry=r
         )
 
     def accepted_commands(self, commands: list[Command]) -> None:
         for command in commands:
-            self.accepted.labels(command.method).inc()
+            child = self._accepted_by_method.get(command.method)
+            if child is None:  # labels() costs a lock and a lookup: once per method is enough
+                child = self._accepted_by_method[command.method] = self.accepted.labels(
+                    command.method
+                )
+            child.inc()
 
     def sent(self, command: Command, latency: float) -> None:
         self.sent_total.labels(command.method).inc()

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from aiogram.exceptions import AiogramError
-from aiogram.types import BufferedInputFile
+from aiogram.types import BotCommand, BufferedInputFile
 from aiohttp import web
 
 from gateway import keys
@@ -29,7 +29,7 @@ from gateway.certs import (
 from gateway.clients import ApiClient
 from gateway.config import Config
 from gateway.errors import CertificateError, StartupError
-from gateway.inbound import allowed_updates
+from gateway.inbound import allowed_updates, bot_commands
 from gateway.redact import redact
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 
@@ -81,6 +81,12 @@ async def register_webhook(app: web.Application, certificate: CertificateInfo) -
         ) from None
     status.registered, status.error = True, None
     logger.info("webhook set to %s", config.webhook_url)
+    try:
+        await bot.set_my_commands(
+            [BotCommand.model_validate(entry) for entry in bot_commands(config.routes)]
+        )
+    except AiogramError as exc:  # the menu is a convenience: not worth refusing to start
+        logger.warning("could not set the bot's command menu: %s", redact(str(exc)))
 
 
 @asynccontextmanager

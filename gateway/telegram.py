@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: method name → aiogram method class, for the methods /enqueue_command may carry.
 METHOD_CLASSES: dict[str, type[TelegramMethod[Any]]] = {
-    name: getattr(methods, name[0].upper() + name[1:]) for name in c.ALLOWED_METHODS
+    name: getattr(methods, name[0].upper() + name[1:])
+    for name in (*c.ALLOWED_METHODS, *c.INTERNAL_METHODS)
 }
 
 

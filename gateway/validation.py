@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway import constants as c
 from gateway.commands import Command
 from gateway.config import LongText
 from gateway.errors import InputError
+from gateway.questions import ask, valid_buttons
 from gateway.split import MarkupError, truncate_text, visible_length
 from gateway.telegram import InvalidParams, build_method
 
@@ -28,10 +30,12 @@ SHORT_FIELDS: dict[str, tuple[type, ...]] = {
     "link_preview_options": (dict,),
     "reply_markup": (dict,),
 }
+DEFAULT_QUESTION_TIMEOUT = 600
+MAX_QUESTION_TIMEOUT = 7 * 24 * 3600
 #: Methods that act on an existing message of a chat.
 MESSAGE_ID_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessage"})
 #: Fields both forms may carry that are about the gateway, not Telegram.
-ENVELOPE_FIELDS = frozenset({"idempotency_key"})
+ENVELOPE_FIELDS = frozenset({"idempotency_key", "reply_to"})
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,10 @@ def _general(body: dict[str, Any]) -> Command:
 
 def _short(body: dict[str, Any], allowed_users: Iterable[int]) -> list[Command]:
     for name in body:
-        if name != "text" and name not in SHORT_FIELDS and name not in ENVELOPE_FIELDS:
+        if (
+            name not in ("text", "expect_reply")
+            and name not in SHORT_FIELDS.keys() | ENVELOPE_FIELDS
+        ):
             raise InputError(f"unknown field '{name}'", code="unknown_field", field=name)
     if "text" not in body:
         raise InputError(
@@ -139,15 +146,87 @@ def _short(body: dict[str, Any], allowed_users: Iterable[int]) -> list[Command]:
         chats: list[int | str] = [_chat_id(body["chat_id"], "chat_id")]
     else:
         chats = sorted(allowed_users)
-    commands = []
-    for chat in chats:
-        params = {"chat_id": chat, "text": text, **extras}
+    expect = _expect_reply(body.get("expect_reply"))
+    if expect is not None and "reply_markup" in extras:
+        raise InputError(
+            "reply_markup cannot be combined with expect_reply (it makes its own keyboard)",
+            code="conflicting_fields",
+            field="reply_markup",
+        )
+    commands: list[Command] = []
+    # Scalars were checked above; objects (keyboards, link previews) are checked against
+    # aiogram's model, once: the chat id does not change their validity.
+    if any(isinstance(value, dict) for value in extras.values()):
         try:
-            build_method("sendMessage", params)
+            build_method(
+                "sendMessage", {"chat_id": chats[0] if chats else 0, "text": text, **extras}
+            )
         except InvalidParams as exc:
             raise InputError(str(exc), code="invalid_params", field=exc.field) from None
-        commands.append(Command(method="sendMessage", params=params))
+    for chat in chats:
+        params = {"chat_id": chat, "text": text, **extras}
+        if expect is None:
+            commands.append(Command(method="sendMessage", params=params))
+        else:
+            commands.append(ask(params, **expect))
     return commands
+
+
+EXPECT_FIELDS = frozenset({"buttons", "timeout_s", "callback_url", "answerers"})
+
+
+def _expect_reply(value: Any) -> dict[str, Any] | None:
+    """`expect_reply`: buttons (rows of labels) or free text, a timeout, a callback URL."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError(
+            "expect_reply must be an object", code="invalid_type", field="expect_reply"
+        )
+    for name in value:
+        if name not in EXPECT_FIELDS:
+            field = f"expect_reply.{name}"
+            raise InputError(f"unknown field '{field}'", code="unknown_field", field=field)
+    buttons = value.get("buttons")
+    if buttons is not None and not valid_buttons(buttons):
+        raise InputError(
+            "expect_reply.buttons must be 1-8 rows of 1-8 labels of 1-64 characters",
+            code="invalid_buttons",
+            field="expect_reply.buttons",
+        )
+    timeout = value.get("timeout_s", DEFAULT_QUESTION_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        timeout = -1
+    if not 1 <= timeout <= MAX_QUESTION_TIMEOUT:
+        raise InputError(
+            f"expect_reply.timeout_s must be 1 to {MAX_QUESTION_TIMEOUT} seconds",
+            code="invalid_timeout",
+            field="expect_reply.timeout_s",
+        )
+    url = value.get("callback_url")
+    if url is not None and not _http_url(url):
+        raise InputError(
+            "expect_reply.callback_url must be an http(s) URL",
+            code="invalid_url",
+            field="expect_reply.callback_url",
+        )
+    answerers = value.get("answerers")
+    if answerers is not None and (
+        not isinstance(answerers, list)
+        or not answerers
+        or not all(isinstance(a, int) and not isinstance(a, bool) for a in answerers)
+    ):
+        raise InputError(
+            "expect_reply.answerers must be a non-empty list of user ids",
+            code="invalid_type",
+            field="expect_reply.answerers",
+        )
+    return {
+        "buttons": buttons,
+        "timeout_s": float(timeout),
+        "callback_url": url,
+        "answerers": answerers,
+    }
 
 
 def _text(value: Any, field: str) -> str:
@@ -167,7 +246,8 @@ def _chat_id(value: Any, field: str) -> int | str:
         return value
     if isinstance(value, str):
         stripped = value.strip()
-        if stripped.lstrip("-").isdigit() and len(stripped) < 16:
+        # isdecimal, not isdigit: int() refuses digits like "²" (and "--5"), which was a 500.
+        if stripped.removeprefix("-").isdecimal() and len(stripped) < 16:
             return int(stripped)
         if (
             stripped.startswith("@")
@@ -202,6 +282,17 @@ def _idempotency_key(body_value: Any, header: str | None) -> str | None:
             field="idempotency_key",
         )
     return value
+
+
+def _http_url(value: Any) -> bool:
+    """An absolute http(s) URL with a host (and nothing `urlsplit` chokes on)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        return False
 
 
 def _encodable(value: str) -> bool:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from aiogram.types import Update
+from aiogram.types.update import UpdateTypeLookupError
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -48,7 +49,15 @@ async def handle_update(request: web.Request) -> web.Response:
         update = Update.model_validate(data, context={"bot": app[keys.BOT]})
     except (ValueError, RecursionError, ValidationError):
         return error_response(400, "invalid_update", "the body is not a JSON Update")
-    app[keys.METRICS].updates.labels(update.event_type).inc()
+    try:
+        event_type = update.event_type
+    except UpdateTypeLookupError:
+        # No type this aiogram knows (e.g. only `update_id`): nothing would handle it, and a 500
+        # would make Telegram retry it for hours.
+        app[keys.METRICS].updates.labels("unknown").inc()
+        logger.warning("update %d has no known type; acknowledged, ignored", update.update_id)
+        return web.json_response({"ok": True})
+    app[keys.METRICS].updates.labels(event_type).inc()
     try:
         await app[keys.DISPATCHER].feed_update(app[keys.BOT], update)
     except Exception:

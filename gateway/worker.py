@@ -16,7 +16,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from aiogram import Bot
 
 from gateway import constants as c
 from gateway import telegram
-from gateway.commands import Command
+from gateway.commands import Command, Status
 from gateway.flood import FloodController
 from gateway.queue.base import Queue
 from gateway.split import MarkupError, split_text, visible_length
@@ -43,6 +43,10 @@ class RetryBudget:
 
     max_attempts: int = 8
     max_age: float = 3600.0
+
+
+ServiceExecutor = Callable[[Command], Awaitable[telegram.Outcome]]
+FailureHandler = Callable[[Command, dict[str, Any]], Awaitable[None]]
 
 
 class DeliveryHooks:
@@ -82,6 +86,8 @@ class Worker:
         budget: RetryBudget,
         *,
         hooks: DeliveryHooks | None = None,
+        services: ServiceExecutor | None = None,
+        on_failed: FailureHandler | None = None,
         max_in_flight: int = c.MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +96,10 @@ class Worker:
         self._flood = flood
         self._budget = budget
         self._hooks = hooks or DeliveryHooks()
+        #: Executes calls to internal services (dispatches, callbacks).
+        self._services = services
+        #: Told about every command that failed for good (to tell the user, say).
+        self._on_failed = on_failed
         self._max_in_flight = max_in_flight
         self._clock = clock
         #: lane → Unix time its oldest queued command is due; insertion order is the ring.
@@ -104,6 +114,11 @@ class Worker:
         self._running = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
+    def use_services(self, services: ServiceExecutor, on_failed: FailureHandler) -> None:
+        """Wire the executor of service calls and the failure handler (built after the worker,
+        as they send through the outbox that needs it)."""
+        self._services, self._on_failed = services, on_failed
+
     @property
     def running(self) -> bool:
         """True while the delivery loop runs."""
@@ -112,9 +127,11 @@ class Worker:
     def notify(self, lanes: Iterable[str]) -> None:
         """New work in `lanes` (called after the queue stored it)."""
         for lane in lanes:
+            # A lane already in the ring has work the loop knows of; the new command waits
+            # behind it, so only a new lane is worth waking the loop for.
             if lane not in self._ring:
                 self._ring[lane] = 0.0
-        self._wake.set()
+                self._wake.set()
 
     async def wait_final(self, command_id: str, timeout: float) -> None:
         """Return when the command reaches a final status, or after `timeout` seconds."""
@@ -131,17 +148,26 @@ class Worker:
             if not waiters:
                 self._waiters.pop(command_id, None)
 
-    async def run(self) -> None:
-        """Deliver until cancelled."""
+    async def prepare(self) -> None:
+        """Before the first delivery: put interrupted sends back, load the lanes with work."""
         recovered = await self._queue.recover()
         if recovered:
             logger.info("put %d interrupted command(s) back in the queue", recovered)
         for lane, due in (await self._queue.lanes()).items():
             self._ring[lane] = due
+
+    async def run(self) -> None:
+        """Deliver until cancelled (call `prepare` first)."""
         self._running = True
         try:
             while True:
-                await self._step()
+                try:
+                    await self._step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # e.g. the database is briefly unavailable: keep going
+                    logger.exception("the delivery loop failed; retrying in a second")
+                    await asyncio.sleep(1.0)
         finally:
             self._running = False
 
@@ -188,6 +214,8 @@ class Worker:
             if due > now:
                 soonest = min(soonest, due - now)
                 continue
+            if lane.startswith(c.SERVICE_LANE):
+                return lane, None  # a call to an internal service: no Telegram limit applies
             delay = self._flood.try_acquire(flood_key(self._migrated.get(lane, lane)))
             if delay <= 0:
                 self._acquired[lane] = self._flood.last_acquired
@@ -226,6 +254,10 @@ class Worker:
 
     async def _call(self, lane: str, command: Command) -> telegram.Outcome:
         """One Bot API call, or, for a text over Telegram's limit, one call per part."""
+        if command.method in c.SERVICE_METHODS:
+            if self._services is None:
+                return telegram.Failure("no_services", "service calls are not configured", False)
+            return await self._services(command)
         parts = long_text_parts(command)
         if parts is None:
             return await self._send(lane, command.method, command.params)
@@ -263,9 +295,12 @@ class Worker:
         now = self._clock()
         match outcome:
             case telegram.Delivered(result):
-                await self._queue.complete(command.id, result, now)
+                question = "expect_reply" in command.meta
+                status = Status.AWAITING_REPLY if question else Status.SENT
+                await self._queue.complete(command.id, result, now, status)
                 self._hooks.sent(command, now - command.created_at)
-                self._resolve(command.id)
+                if not question:  # a question is final once answered or expired
+                    self.notify_final(command.id)
             case telegram.FloodWait(retry_after, description):
                 self._pause(lane, retry_after, now)
                 self._hooks.flood_wait(command, retry_after)
@@ -297,7 +332,9 @@ class Worker:
                 logger.warning("%s %s failed: %s", command.method, command.id, error["description"])
                 await self._queue.fail(command.id, error, now)
                 self._hooks.failed(command, failure.code)
-                self._resolve(command.id)
+                self.notify_final(command.id)
+                if self._on_failed is not None:
+                    await self._on_failed(command, error)
 
     def _pause(self, lane: str, retry_after: float, now: float) -> None:
         key = flood_key(self._migrated.get(lane, lane))
@@ -315,14 +352,16 @@ class Worker:
 
     def _may_retry(self, command: Command) -> bool:
         too_old = self._clock() - command.created_at >= self._budget.max_age
-        return command.attempts < self._budget.max_attempts and not too_old
+        attempts = int(command.meta.get("max_attempts", self._budget.max_attempts))
+        return command.attempts < attempts and not too_old
 
     @staticmethod
     def _backoff(attempts: int) -> float:
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempts - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    def _resolve(self, command_id: str) -> None:
+    def notify_final(self, command_id: str) -> None:
+        """Wake `wait_final` callers: the command reached a final status."""
         for future in self._waiters.pop(command_id, []):
             if not future.done():
                 future.set_result(None)

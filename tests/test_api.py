@@ -158,5 +158,5 @@ async def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
 
 async def test_healthz(gateway: Gateway) -> None:
     async with gateway.http.get(f"{gateway.url}/healthz") as resp:
-        assert resp.status == 200
+        assert resp.status == 200, await resp.text()
         assert await resp.json() == {"status": "ok"}

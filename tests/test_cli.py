@@ -98,7 +98,7 @@ def test_sandbox_mode_banner_curl_lines_work(
     sandbox_mode: tuple[subprocess.Popen[str], str, Path],
 ) -> None:
     _, banner, cwd = sandbox_mode
-    enqueue, show, write_in, health = curl_lines(banner)
+    enqueue, show, write_in, routed, question, tap, answer_of, health = curl_lines(banner)
     answer = json.loads(run_curl(enqueue, cwd))
     assert answer["status"] == "queued"
     assert json.loads(run_curl(health, cwd)) == {"status": "ok"}
@@ -121,6 +121,33 @@ def test_sandbox_mode_banner_curl_lines_work(
             break
         time.sleep(0.1)
     assert "Telegram Gateway" in messages[-1]["text"]
+
+    # A command routed to the demo service comes back as an answer.
+    run_curl(routed, cwd)
+    for _ in range(100):
+        listed = json.loads(run_curl(show, cwd))
+        texts = [m["text"] for m in listed["messages"]]
+        if "echo: hello from Telegram" in texts:
+            break
+        time.sleep(0.1)
+    assert "echo: hello from Telegram" in texts
+
+    # A question, a tap on "Approve", and the answer with who gave it.
+    command_id = json.loads(run_curl(question, cwd))["id"]
+    status_line = answer_of.replace("/ID", f"/{command_id}")
+    for _ in range(100):
+        status = json.loads(run_curl(status_line, cwd))
+        if status["status"] == "awaiting_reply":
+            break
+        time.sleep(0.1)
+    message_id = status["result"]["message_id"]
+    run_curl(tap.replace("MESSAGE_ID", str(message_id)).replace("q:ID", f"q:{command_id}"), cwd)
+    for _ in range(100):
+        status = json.loads(run_curl(status_line, cwd))
+        if status["status"] == "answered":
+            break
+        time.sleep(0.1)
+    assert status["reply"]["answer"] == "Approve" and status["reply"]["by"]["id"] == 1111
 
 
 def test_listener_refuses_tls_1_1_and_accepts_1_2(

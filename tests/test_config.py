@@ -213,3 +213,41 @@ def test_the_example_config_is_valid_and_shows_the_defaults(tmp_path: Path) -> N
     defaults = load_config(None, {}, base_dir=tmp_path)
     for section in ("server", "telegram", "queue", "delivery", "flood", "sandbox"):
         assert getattr(from_example, section) == getattr(defaults, section), section
+
+
+ROUTE = '[[routes]]\ncommand = "deploy"\nurl = "https://ci.example/hook"\n'
+
+
+def test_routes_are_read_and_their_keys_generated(tmp_path: Path) -> None:
+    write(tmp_path, "config/gateway.toml", ROUTE + 'description = "Deploy"\nallowed_users = [1]\n')
+    config = load_config(None, {}, base_dir=tmp_path)
+    [route] = config.routes
+    assert (route.command, route.url, route.description) == (
+        "deploy",
+        "https://ci.example/hook",
+        "Deploy",
+    )
+    assert route.allowed_users == frozenset({1}) and route.max_attempts == 3
+    key = tmp_path / "config/secrets/route_deploy.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert route.secret.reveal() == key.read_text().strip()
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[routes]]\ncommand = "Deploy!"\nurl = "https://x"\n', "command must be 1-32 of a-z"),
+        ('[[routes]]\ncommand = "help"\nurl = "https://x"\n', "/help is the gateway's own command"),
+        ('[[routes]]\ncommand = "deploy"\nurl = "ftp://x"\n', "url must be an http(s) URL"),
+        (ROUTE + "colour = 1\n", "unknown key 'colour'"),
+        (ROUTE + "timeout_s = 0\n", "timeout_s must be a number of seconds"),
+        (ROUTE + 'allowed_users = ["ann"]\n', "allowed_users must be a list of numeric"),
+        (ROUTE + ROUTE, "two [[routes]] for /deploy"),
+        ('routes = "deploy"\n', "'routes' must be an array of tables"),
+    ],
+)
+def test_route_mistakes_name_the_route(tmp_path: Path, toml: str, message: str) -> None:
+    write(tmp_path, "config/gateway.toml", toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, base_dir=tmp_path)
+    assert message in str(info.value)

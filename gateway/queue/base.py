@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.commands import Command
+from gateway.commands import Command, Status
 
 
 class Queue(ABC):
@@ -61,11 +61,11 @@ class Queue(ABC):
         """Take the lane's oldest queued command if due: it becomes `sending`, attempts + 1."""
 
     @abstractmethod
-    async def complete(self, command_id: str, result: Any, now: float) -> None:
-        """The command was delivered: `sent`, with Telegram's result (JSON data).
-
-        This, `fail`, `retry` and `save_progress` raise KeyError for an unknown id.
-        """
+    async def complete(
+        self, command_id: str, result: Any, now: float, status: Status = Status.SENT
+    ) -> None:
+        """The command was delivered: `sent` (or `awaiting_reply` for a question), with
+        Telegram's result; either way it leaves its lane."""
 
     @abstractmethod
     async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
@@ -91,6 +91,20 @@ class Queue(ABC):
     @abstractmethod
     async def save_progress(self, command_id: str, result: Any, now: float) -> None:
         """Record a partial result (the parts of a split message sent so far); status unchanged."""
+
+    @abstractmethod
+    async def awaiting(self) -> list[Command]:
+        """Every command in `awaiting_reply` (questions not answered yet)."""
+
+    @abstractmethod
+    async def settle_question(
+        self, command_id: str, status: Status, reply: dict[str, Any], now: float
+    ) -> bool:
+        """`awaiting_reply` → `status` (answered or expired) with `reply` kept in meta.
+
+        Only the first settlement wins (a tap racing the expiry): False when the command was
+        not awaiting a reply any more.
+        """
 
     @abstractmethod
     async def recover(self) -> int:

@@ -66,8 +66,27 @@ class MemoryQueue(Queue):
         head.status, head.attempts, head.updated_at = Status.SENDING, head.attempts + 1, now
         return deepcopy(head)
 
-    async def complete(self, command_id: str, result: Any, now: float) -> None:
-        self._finish(command_id, Status.SENT, now, result=result)
+    async def complete(
+        self, command_id: str, result: Any, now: float, status: Status = Status.SENT
+    ) -> None:
+        self._finish(command_id, status, now, result=result)
+
+    async def awaiting(self) -> list[Command]:
+        return [
+            deepcopy(command)
+            for command in self._commands.values()
+            if command.status is Status.AWAITING_REPLY
+        ]
+
+    async def settle_question(
+        self, command_id: str, status: Status, reply: dict[str, Any], now: float
+    ) -> bool:
+        command = self._commands[command_id]
+        if command.status is not Status.AWAITING_REPLY:
+            return False
+        command.status, command.updated_at = status, now
+        command.meta = {**command.meta, "reply": deepcopy(reply)}
+        return True
 
     async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
         self._finish(command_id, Status.FAILED, now, error=error)

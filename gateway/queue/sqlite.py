@@ -193,12 +193,40 @@ class SqliteQueue(Queue):
 
         return await self._write(claim)
 
-    async def complete(self, command_id: str, result: Any, now: float) -> None:
+    async def complete(
+        self, command_id: str, result: Any, now: float, status: Status = Status.SENT
+    ) -> None:
         await self._update(
             command_id,
-            f"UPDATE {COMMANDS_TABLE} SET status = 'sent', result = ?, updated_at = ? WHERE id = ?",
-            (_dump(result), now, command_id),
+            f"UPDATE {COMMANDS_TABLE} SET status = ?, result = ?, updated_at = ? WHERE id = ?",
+            (status.value, _dump(result), now, command_id),
         )
+
+    async def awaiting(self) -> list[Command]:
+        rows = await self._read(f"{_SELECT} WHERE status = ?", (Status.AWAITING_REPLY.value,))
+        return [_command(row) for row in rows]
+
+    async def settle_question(
+        self, command_id: str, status: Status, reply: dict[str, Any], now: float
+    ) -> bool:
+        async def settle(db: aiosqlite.Connection) -> bool:
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT status, meta FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,)
+                )
+            )
+            if not rows:
+                raise KeyError(command_id)
+            if rows[0]["status"] != Status.AWAITING_REPLY.value:
+                return False
+            meta = {**(_load(rows[0]["meta"]) or {}), "reply": reply}
+            await db.execute(
+                f"UPDATE {COMMANDS_TABLE} SET status = ?, meta = ?, updated_at = ? WHERE id = ?",
+                (status.value, _dump(meta), now, command_id),
+            )
+            return True
+
+        return await self._write(settle)
 
     async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
         await self._update(
