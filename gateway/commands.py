@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,9 +33,27 @@ class Status(StrEnum):
 FINAL = frozenset({Status.SENT, Status.FAILED, Status.ANSWERED, Status.EXPIRED})
 
 
+class _RandomPool:
+    """Random bytes from the OS, fetched 4 KiB at a time: one syscall per 256 ids, not per id."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, size: int) -> bytes:
+        if self._offset + size > len(self._buffer):
+            self._buffer, self._offset = os.urandom(4096), 0
+        chunk = self._buffer[self._offset : self._offset + size]
+        self._offset += size
+        return chunk
+
+
+_POOL = _RandomPool()
+
+
 def new_command_id() -> str:
-    """An opaque, unguessable id (it is also a capability to read the command's status)."""
-    return "cmd_" + secrets.token_urlsafe(16)
+    """An opaque, unguessable id: 128 random bits from the OS's CSPRNG, URL-safe."""
+    return "cmd_" + base64.urlsafe_b64encode(_POOL.take(16)).rstrip(b"=").decode()
 
 
 def chat_key(chat_id: int | str | None) -> str:

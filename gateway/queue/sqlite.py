@@ -8,8 +8,10 @@ machine goes down. `"EXTRA"` also fsyncs the directory; it matters only for roll
 
 Throughput comes from group commit. Every write is a job for one writer task; jobs that arrive
 while a transaction is committing go together into the next one, so fifty concurrent `put`s
-cost about one fsync instead of fifty. Reads share the same connection and wait for the current
-transaction, so they never see a write that is not committed yet.
+cost about one fsync instead of fifty. The connection lives in one thread of its own and a whole
+transaction runs there in one go (one hop from the event loop per batch, not one per
+statement); reads run in the same thread between transactions, so they never see a write that
+is not committed yet.
 
 Nothing is cached in Python: the commands live in the file, and SQLite's page cache is bounded
 (`CACHE_KIB`). One process owns the file at a time (`seq` is allotted by the writer).
@@ -21,12 +23,11 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
-
-import aiosqlite
 
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
@@ -92,7 +93,8 @@ _LANE_HEADS = f"""SELECT lane, min(seq), status, not_before FROM {COMMANDS_TABLE
     WHERE {_NOT_FINAL} GROUP BY lane"""
 
 _T = TypeVar("_T")
-_Job = Callable[[aiosqlite.Connection], Awaitable[Any]]
+#: A write job: runs in the database thread, inside the batch's transaction.
+_Job = Callable[[sqlite3.Connection], Any]
 
 
 class SqliteQueue(Queue):
@@ -103,9 +105,9 @@ class SqliteQueue(Queue):
             raise ValueError(f"synchronous must be one of {', '.join(get_args(Synchronous))}")
         self.path = path
         self.synchronous = synchronous
-        self._db: aiosqlite.Connection | None = None
-        # One transaction at a time on the connection: the writer's span several awaits.
-        self._lock = asyncio.Lock()
+        self._db: sqlite3.Connection | None = None
+        # The connection's own thread: sqlite3 objects stay in the thread that made them.
+        self._thread: ThreadPoolExecutor | None = None
         self._pending: list[_Work] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -116,29 +118,16 @@ class SqliteQueue(Queue):
         """Create the file, its directory and the schema (or migrate it), start the writer."""
         if self._db is not None:
             return
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-db")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # A failed aiosqlite.connect leaves its thread to report to a loop that may be
-            # closed by then; a plain connect finds the usual faults first (a directory, no
-            # permission), so aiosqlite only ever opens a file that opens.
-            sqlite3.connect(self.path).close()
-            # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
-        try:
-            db.row_factory = sqlite3.Row
-            await self._configure(db)
-            await self._migrate(db)
-            async with db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}") as cur:
-                row = await cur.fetchone()
+            self._db, self._seq = await self._run(self._connect)
         except BaseException as exc:
-            await db.close()
+            self._thread.shutdown(wait=True)
+            self._thread = None
             if isinstance(exc, OSError | sqlite3.Error):
                 raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
             raise
-        self._seq = row[0] if row else 0
-        self._db, self._closing = db, False
+        self._closing = False
         self._writer = asyncio.create_task(self._write_forever(), name=f"queue writer {self.path}")
 
     async def close(self) -> None:
@@ -150,7 +139,10 @@ class SqliteQueue(Queue):
             self._writer = None
         if self._db is not None:
             db, self._db = self._db, None
-            await db.close()
+            await self._run(lambda: db.close())
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
     async def put(self, commands: Sequence[Command]) -> None:
         if not commands:
@@ -187,8 +179,8 @@ class SqliteQueue(Queue):
         return due
 
     async def claim(self, chat: str, now: float) -> Command | None:
-        async def claim(db: aiosqlite.Connection) -> Command | None:
-            rows = list(await db.execute_fetchall(_CLAIM, {"lane": chat, "now": now}))
+        def claim(db: sqlite3.Connection) -> Command | None:
+            rows = db.execute(_CLAIM, {"lane": chat, "now": now}).fetchall()
             return _command(rows[0]) if rows else None
 
         return await self._write(claim)
@@ -209,18 +201,16 @@ class SqliteQueue(Queue):
     async def settle_question(
         self, command_id: str, status: Status, reply: dict[str, Any], now: float
     ) -> bool:
-        async def settle(db: aiosqlite.Connection) -> bool:
-            rows = list(
-                await db.execute_fetchall(
-                    f"SELECT status, meta FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,)
-                )
-            )
+        def settle(db: sqlite3.Connection) -> bool:
+            rows = db.execute(
+                f"SELECT status, meta FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,)
+            ).fetchall()
             if not rows:
                 raise KeyError(command_id)
             if rows[0]["status"] != Status.AWAITING_REPLY.value:
                 return False
             meta = {**(_load(rows[0]["meta"]) or {}), "reply": reply}
-            await db.execute(
+            db.execute(
                 f"UPDATE {COMMANDS_TABLE} SET status = ?, meta = ?, updated_at = ? WHERE id = ?",
                 (status.value, _dump(meta), now, command_id),
             )
@@ -271,10 +261,9 @@ class SqliteQueue(Queue):
         )
 
     async def recover(self) -> int:
-        async def recover(db: aiosqlite.Connection) -> int:
+        def recover(db: sqlite3.Connection) -> int:
             sql = f"UPDATE {COMMANDS_TABLE} SET status = 'queued' WHERE status = 'sending'"
-            async with db.execute(sql) as cursor:
-                return cursor.rowcount
+            return db.execute(sql).rowcount
 
         return await self._write(recover)
 
@@ -285,18 +274,31 @@ class SqliteQueue(Queue):
 
     # --- the connection ---------------------------------------------------------------------
 
-    async def _configure(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA journal_mode = WAL") as cursor:
-            row = await cursor.fetchone()
+    def _connect(self) -> tuple[sqlite3.Connection, int]:
+        """In the database thread: open, configure, migrate; (connection, highest seq)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            self._configure(db)
+            self._migrate(db)
+            row = db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db, int(row[0])
+
+    def _configure(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA journal_mode = WAL").fetchone()
         mode = row[0] if row else None
         if mode != "wal":
             raise StartupError(f"the queue database {self.path} cannot use WAL (mode {mode})")
-        await db.execute(f"PRAGMA synchronous = {self.synchronous}")
-        await db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA user_version").fetchone()
         version: int = row[0] if row else 0
         latest = max(MIGRATIONS)
         if version > latest:
@@ -305,46 +307,47 @@ class SqliteQueue(Queue):
                 f"gateway's {latest}"
             )
         for target in range(version + 1, latest + 1):
-            await db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in MIGRATIONS[target]:
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {target}")
-                await db.execute("COMMIT")
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+                db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
-                    await db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
                 raise
             logger.info("queue database %s: schema version %d", self.path, target)
 
-    def _connection(self) -> aiosqlite.Connection:
+    def _connection(self) -> sqlite3.Connection:
         if self._db is None or self._closing:
             raise RuntimeError("the queue is not open")
         return self._db
 
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        """Run `fn` in the database thread."""
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         db = self._connection()
-        async with self._lock:
-            return list(await db.execute_fetchall(sql, params))
+        return await self._run(lambda: db.execute(sql, params).fetchall())
 
     async def _update(self, command_id: str, sql: str, params: Sequence[Any]) -> None:
         """Run one UPDATE of a command; KeyError when there is no such command."""
 
-        async def update(db: aiosqlite.Connection) -> bool:
-            async with db.execute(sql, params) as cursor:
-                if cursor.rowcount:
-                    return True
-            found = await db.execute_fetchall(
-                f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,)
-            )
-            return bool(list(found))
+        def update(db: sqlite3.Connection) -> bool:
+            if db.execute(sql, params).rowcount:
+                return True
+            found = db.execute(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,))
+            return found.fetchone() is not None
 
         if not await self._write(update):
             raise KeyError(command_id)
 
     # --- group commit -----------------------------------------------------------------------
 
-    async def _write(self, job: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+    async def _write(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `job` in the writer's next transaction; return once that is committed."""
         result: _T = await self._submit(_Work(job=job))
         return result
@@ -377,8 +380,7 @@ class SqliteQueue(Queue):
 
     async def _commit(self, batch: list[_Work]) -> None:
         try:
-            async with self._lock:
-                results = await self._transaction(batch)
+            results = await self._run(lambda: self._transaction(batch))
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0].future, exc=exc)
@@ -391,10 +393,10 @@ class SqliteQueue(Queue):
         for work, result in zip(batch, results, strict=True):
             _settle(work.future, result=result)
 
-    async def _transaction(self, batch: list[_Work]) -> list[Any]:
-        """One transaction for the whole batch: all the new commands in one INSERT, then the
-        other writes. They were all submitted concurrently, so their order among themselves is
-        free; each put's commands keep theirs."""
+    def _transaction(self, batch: list[_Work]) -> list[Any]:
+        """In the database thread, one transaction for the whole batch: all the new commands in
+        one INSERT, then the other writes. They were all submitted concurrently, so their order
+        among themselves is free; each put's commands keep theirs."""
         assert self._db is not None
         db, seq = self._db, self._seq
         results: list[Any] = [None] * len(batch)
@@ -404,17 +406,17 @@ class SqliteQueue(Queue):
                 results[index] = seq + 1
                 values.extend((row[0], seq + 1 + i, *row[1:]) for i, row in enumerate(work.rows))
                 seq += len(work.rows)
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             if values:
-                await db.executemany(_INSERT, values)
+                db.executemany(_INSERT, values)
             for index, work in enumerate(batch):
                 if work.job is not None:
-                    results[index] = await work.job(db)
-            await db.execute("COMMIT")
+                    results[index] = work.job(db)
+            db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
-                await db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             raise
         self._seq = seq
         return results
