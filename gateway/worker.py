@@ -198,7 +198,11 @@ class Worker:
         if command is None:  # the lane emptied or its head is not due after all
             await self._refresh(lane)
             return
-        self._ring.move_to_end(lane)
+        # To the back of the ring (round robin). The lane's due time is refreshed when its
+        # delivery ends; nothing between the claim and the task may raise, or the claimed
+        # command would sit in `sending` until the next restart.
+        self._ring.pop(lane, None)
+        self._ring[lane] = now
         if lane in self._migrated:
             command.params = {**command.params, "chat_id": self._migrated[lane]}
         self._commands[lane] = command
@@ -248,9 +252,13 @@ class Worker:
             now = self._clock()
             await self._queue.retry(command.id, now + BACKOFF_CAP_SECONDS, now)
         self._commands.pop(lane, None)
-        self._in_flight.pop(lane, None)
-        await self._refresh(lane)
-        self._wake.set()
+        try:
+            # Still "in flight" while refreshing, so the loop cannot claim from the lane in the
+            # meantime (and have this refresh see its new head as `sending`).
+            await self._refresh(lane)
+        finally:
+            self._in_flight.pop(lane, None)
+            self._wake.set()
 
     async def _call(self, lane: str, command: Command) -> telegram.Outcome:
         """One Bot API call, or, for a text over Telegram's limit, one call per part."""
