@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -24,8 +26,9 @@ from aiohttp import web
 from gateway.certs import client_ssl_context, write_certificate
 from gateway.clients import add_client
 from gateway.config import Config, load_config
-from gateway.sandbox import SandboxSettings, create_sandbox_app
+from gateway.sandbox import SandboxSettings
 from gateway.server import serve
+from tests.sandbox_helpers import running_sandbox
 
 TOKEN = "4242:test-token-abcdef"
 BOT_ID = 4242
@@ -119,17 +122,21 @@ async def sandbox(sandbox_settings: SandboxSettings) -> AsyncIterator[Sandbox]:
 
 @asynccontextmanager
 async def run_sandbox(settings: SandboxSettings) -> AsyncIterator[Sandbox]:
-    app = create_sandbox_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    """A sandbox on 127.0.0.1 (random port), as the gateway's tests drive it."""
+    async with running_sandbox(settings) as client:
+        yield Sandbox(client.base, client.http, client.app)
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """Stop a subprocess: SIGTERM, then SIGKILL if it is still there after 20 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
     try:
-        async with aiohttp.ClientSession() as http:
-            yield Sandbox(f"http://127.0.0.1:{port}", http, app)
-    finally:
-        await runner.cleanup()
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @dataclass

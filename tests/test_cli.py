@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.certs import write_certificate
-from tests.conftest import free_loopback_address
+from tests.conftest import free_loopback_address, terminate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,12 +64,7 @@ def sandbox_mode(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, P
         assert "SANDBOX mode" in banner, banner + (tmp_path / "gateway.log").read_text()
         yield proc, banner, tmp_path
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         if proc.stdout is not None:
             proc.stdout.close()
         log.close()

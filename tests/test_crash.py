@@ -28,7 +28,7 @@ import pytest
 from gateway.certs import client_ssl_context
 from gateway.queue.sqlite import COMMANDS_TABLE
 from gateway.sandbox import SandboxSettings
-from tests.conftest import Sandbox, Workspace
+from tests.conftest import Sandbox, Workspace, terminate
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -87,13 +87,7 @@ async def gateway_process(
             raise AssertionError("gateway did not become healthy")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
 
 
 async def test_sigkill_mid_stream_loses_nothing(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from gateway.certs import client_ssl_context
 from gateway.clients import add_client
 from gateway.guards import SIGNATURE_HEADER, sign
 from gateway.sandbox import SandboxSettings
-from tests.conftest import TOKEN, USER, Sandbox, Workspace
+from tests.conftest import TOKEN, USER, Sandbox, Workspace, terminate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,12 +99,7 @@ async def test_secrets_never_reach_the_logs(
             await sandbox.say("/help")
             await sandbox.wait_messages(USER, 3)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
     output = log.read_text(errors="replace")
     assert "webhook set to" in output and "DEBUG" in output  # the log really is verbose
     secrets = {
