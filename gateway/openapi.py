@@ -17,6 +17,7 @@ from gateway import constants as c
 from gateway.commands import Status
 from gateway.config import Config
 from gateway.guards import SIGNATURE_HEADER, SIGNATURE_WINDOW_SECONDS
+from gateway.openapi_webhooks import outbound_webhooks
 from gateway.questions import MAX_BUTTON_TEXT, MAX_COLUMNS, MAX_ROWS
 from gateway.validation import DEFAULT_QUESTION_TIMEOUT, MAX_QUESTION_TIMEOUT
 
@@ -139,6 +140,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
             c.OPENAPI_PATH: {"get": _openapi_operation()},
             config.telegram.webhook_path: {"post": _webhook_operation()},
         },
+        "webhooks": outbound_webhooks(),
         "components": _components(),
     }
 

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from gateway.guards import SIGNATURE_HEADER
+from gateway.openapi_webhooks import DISPATCH, OUTCOME
 from tests.conftest import BOT_ID, OTHER_USER, USER, Gateway, GatewayFactory, Sandbox, Workspace
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,6 +109,7 @@ async def test_answer_in_the_response_is_a_reply(
     assert payload["user"]["id"] == USER and payload["chat"]["id"] == USER
     assert payload["message_id"] == sent["message_id"] and isinstance(payload["date"], int)
     assert payload["id"].startswith("cmd_")
+    assert set(DISPATCH["required"]) <= payload.keys()  # what the OpenAPI document promises
     key = (workspace.root / "config/secrets/route_deploy.key").read_text().strip()
     assert verify(call["signature"], call["raw"], key)
     assert not verify(call["signature"], call["raw"] + b" ", key)
@@ -248,6 +250,7 @@ async def test_approval_by_tap(
     assert done["reply"]["answer"] == "Approve" and done["reply"]["by"]["id"] == USER
     [call] = await service.wait_calls(1)
     assert call["body"]["id"] == command_id and call["body"]["status"] == "answered"
+    assert set(OUTCOME["required"]) <= call["body"].keys()
     key = (workspace.root / "config/secrets/callback_secret.txt").read_text().strip()
     assert verify(call["signature"], call["raw"], key)
     for _ in range(100):  # the keyboard is replaced by the choice and who made it
