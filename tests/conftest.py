@@ -46,7 +46,10 @@ def free_loopback_address() -> str:
             except OSError:
                 continue
         return host
-    raise RuntimeError("no free loopback address with port 8443")
+    raise RuntimeError(
+        "no free loopback address with port 8443: is something (a gateway on 0.0.0.0:8443?) "
+        "holding port 8443 on every address? The tests need it free."
+    )
 
 
 @dataclass
