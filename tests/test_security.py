@@ -344,3 +344,20 @@ def test_clients_file_keeps_hashes_only(workspace: Workspace) -> None:
     assert workspace.token not in text
     assert "token_sha256" in text
     assert oct(workspace.clients_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_broken_clients_file_keeps_the_previous_clients(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.clients import ClientRegistry
+
+    registry = ClientRegistry(workspace.clients_file)
+    registry.load()
+    assert registry.authenticate(workspace.token) is not None
+    workspace.clients_file.write_text("[clients.tests\n")  # a half-written edit
+    assert registry.reload_if_changed(force=True) is False
+    assert registry.authenticate(workspace.token) is not None
+    assert "not reloaded, keeping the previous ones" in caplog.text
+    workspace.clients_file.write_text("")
+    assert registry.reload_if_changed(force=True) is True
+    assert registry.authenticate(workspace.token) is None
