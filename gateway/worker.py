@@ -196,6 +196,7 @@ class Worker:
             return
         command = await self._queue.claim(lane, now)
         if command is None:  # the lane emptied or its head is not due after all
+            self._acquired.pop(lane, None)  # the flood slot stays spent: harmless, just unused
             await self._refresh(lane)
             return
         # To the back of the ring (round robin). The lane's due time is refreshed when its
