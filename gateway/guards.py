@@ -20,6 +20,30 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+def check_signature(secret: str, body: bytes, header: str | None, now: float) -> str | None:
+    """None when `header` signs `body` with `secret` within the window, else what is wrong.
+
+    Stateless: what a receiving service checks. `SignatureVerifier` adds replay refusal.
+    """
+    if not header:
+        return f"this client must sign its requests ({SIGNATURE_HEADER})"
+    fields = _fields(header)
+    try:
+        timestamp = int(fields.get("t", ""))
+    except ValueError:
+        return f"malformed {SIGNATURE_HEADER}: t=<unix seconds> missing"
+    if abs(now - timestamp) > SIGNATURE_WINDOW_SECONDS:
+        return "signature expired or from the future (allowed skew: 5 minutes)"
+    expected = sign(secret, body, timestamp).partition("v1=")[2]
+    if not hmac.compare_digest(fields.get("v1", "").encode(), expected.encode()):
+        return "signature does not match the body"
+    return None
+
+
+def _fields(header: str) -> dict[str, str]:
+    return dict(part.strip().partition("=")[::2] for part in header.split(","))
+
+
 class SignatureVerifier:
     """Checks signatures: fresh, correct (constant time), and never seen before."""
 
@@ -29,24 +53,17 @@ class SignatureVerifier:
 
     def verify(self, secret: str, body: bytes, header: str | None) -> str | None:
         """None when the signature is good (and now used up), else what is wrong with it."""
-        if not header:
-            return f"this client must sign its requests ({SIGNATURE_HEADER})"
-        fields = dict(part.strip().partition("=")[::2] for part in header.split(","))
-        try:
-            timestamp = int(fields.get("t", ""))
-        except ValueError:
-            return f"malformed {SIGNATURE_HEADER}: t=<unix seconds> missing"
-        presented = fields.get("v1", "")
         now = self._clock()
-        if abs(now - timestamp) > SIGNATURE_WINDOW_SECONDS:
-            return "signature expired or from the future (allowed skew: 5 minutes)"
-        expected = sign(secret, body, timestamp).partition("v1=")[2]
-        if not hmac.compare_digest(presented.encode(), expected.encode()):
-            return "signature does not match the body"
+        problem = check_signature(secret, body, header, now)
+        if problem:
+            return problem
+        assert header is not None
+        fields = _fields(header)
+        presented = fields["v1"]
         self._forget(now)
         if presented in self._seen:
             return "signature already used (replay)"
-        self._seen[presented] = timestamp + SIGNATURE_WINDOW_SECONDS
+        self._seen[presented] = int(fields["t"]) + SIGNATURE_WINDOW_SECONDS
         while len(self._seen) > MAX_REMEMBERED_SIGNATURES:
             self._seen.popitem(last=False)
         return None

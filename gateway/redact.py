@@ -6,12 +6,15 @@ import logging
 import re
 from collections.abc import Iterable
 
-#: `bot<id>:<secret>` as it appears in Bot API paths (and anywhere else a token leaks into text).
+#: A token in a Bot API path (`/bot<id>:<secret>/method`, `/file/bot...`): whatever its length.
+_PATH_TOKEN_RE = re.compile(r"(/bot\d+:)[^/\s?\"']+")
+#: `<id>:<secret>` anywhere else a token leaks into text (real secrets are 35 characters).
 _TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])(bot)?(\d{3,}):[A-Za-z0-9_-]{6,}")
 
 
 def redact(text: str, extra: Iterable[str] = ()) -> str:
     """Replace bot tokens, and any of the `extra` secrets, with `***`."""
+    text = _PATH_TOKEN_RE.sub(r"\1***", text)
     text = _TOKEN_RE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}:***", text)
     for secret in extra:
         if secret:

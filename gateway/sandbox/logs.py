@@ -8,19 +8,16 @@ installs it on aiohttp's loggers as a safety net for runners that use the defaul
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-_TOKEN_IN_PATH = re.compile(r"(/(?:file/)?bot\d+:)[^/\s?\"']+")
+from gateway.redact import RedactingFilter, redact
+
+__all__ = ["SandboxAccessLogger", "TokenRedactingFilter", "install_redaction", "redact"]
+
 #: aiohttp's loggers that may print a request path.
 AIOHTTP_LOGGERS = ("aiohttp.access", "aiohttp.server", "aiohttp.web")
-
-
-def redact(text: str) -> str:
-    """Replace the secret part of every token in a path: `/bot123:***/getMe`."""
-    return _TOKEN_IN_PATH.sub(r"\1***", text)
 
 
 class SandboxAccessLogger(AbstractAccessLogger):
@@ -39,16 +36,8 @@ class SandboxAccessLogger(AbstractAccessLogger):
         )
 
 
-class TokenRedactingFilter(logging.Filter):
-    """Redacts tokens from a record's formatted message (keeps the record)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the message when it contains a token."""
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        return True
+class TokenRedactingFilter(RedactingFilter):
+    """The gateway's redacting filter, as the sandbox installs it on aiohttp's loggers."""
 
 
 def install_redaction() -> None:
