@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
 from aiohttp import web
@@ -118,11 +120,8 @@ async def _api_clients(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(c.CLIENTS_RELOAD_SECONDS)
             registry.reload_if_changed()
 
-    task = asyncio.create_task(watch(), name="api clients watcher")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(watch(), "api clients watcher"):
+        yield
 
 
 async def _bot_session(app: web.Application) -> AsyncIterator[None]:
@@ -157,19 +156,25 @@ async def _service_calls(app: web.Application) -> AsyncIterator[None]:
 
 async def _expiry_task(app: web.Application) -> AsyncIterator[None]:
     """Questions past their timeout become `expired`."""
-    task = asyncio.create_task(app[keys.QUESTIONS].run_expiry(), name="question expiry")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(app[keys.QUESTIONS].run_expiry(), "question expiry"):
+        yield
 
 
 async def _worker_task(app: web.Application) -> AsyncIterator[None]:
     worker = app[keys.WORKER]
     await worker.prepare()
-    task = asyncio.create_task(worker.run(), name="queue worker")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(worker.run(), "queue worker"):
+        yield
     await worker.stop()
+
+
+@asynccontextmanager
+async def _background(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `coro` as a task for the block; cancel it, and wait for it, at the end."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
