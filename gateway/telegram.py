@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiogram import Bot, methods
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -23,7 +23,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods.base import TelegramMethod
+from aiogram.methods.base import Response, TelegramMethod
 from pydantic import BaseModel, ValidationError
 
 from gateway import constants as c
@@ -36,6 +36,13 @@ METHOD_CLASSES: dict[str, type[TelegramMethod[Any]]] = {
     name: getattr(methods, name[0].upper() + name[1:])
     for name in (*c.ALLOWED_METHODS, *c.INTERNAL_METHODS)
 }
+#: aiogram parses every answer with `Response[<the method's return type>]`. pydantic caches
+#: those generic classes only weakly, so without a reference each one is rebuilt (about a
+#: millisecond of CPU) every time the garbage collector has dropped it. These keep them alive.
+_RESPONSE_TYPES: Final = tuple(
+    Response[cls.__returning__]  # type: ignore[name-defined]
+    for cls in METHOD_CLASSES.values()
+)
 
 
 def create_bot(token: str, api_base: str) -> Bot:
