@@ -78,7 +78,7 @@ async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
             f"the body is over {limit} bytes", code="body_too_large", status=413
         ) from None
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = _parse_json(raw)
     except UnicodeDecodeError:
         raise InputError("the body is not valid UTF-8", code="invalid_json") from None
     except RecursionError:
@@ -92,3 +92,15 @@ async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+#: One decoder for every body (`json.loads` with an option builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _parse_json(raw: bytes) -> Any:
+    """JSON text → value; NaN and Infinity refused. A body that starts like an object is
+    UTF-8 (a BOM or UTF-16/32 would not start with `{`); the rest go the general way."""
+    if raw[:1] == b"{":
+        return _DECODER.decode(raw.decode("utf-8", "surrogatepass"))  # as json.loads does
+    return json.loads(raw, parse_constant=_reject_constant)

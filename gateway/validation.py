@@ -117,12 +117,13 @@ def _general(body: dict[str, Any]) -> Command:
     return Command(method=method, params=params)
 
 
+#: Every field the short form knows.
+SHORT_FORM_FIELDS = frozenset({"text", "expect_reply", *SHORT_FIELDS, *ENVELOPE_FIELDS})
+
+
 def _short(body: dict[str, Any], allowed_users: Iterable[int]) -> list[Command]:
     for name in body:
-        if (
-            name not in ("text", "expect_reply")
-            and name not in SHORT_FIELDS.keys() | ENVELOPE_FIELDS
-        ):
+        if name not in SHORT_FORM_FIELDS:
             raise InputError(f"unknown field '{name}'", code="unknown_field", field=name)
     if "text" not in body:
         raise InputError(
