@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from gateway.certs import client_ssl_context
-from gateway.queue.sqlite import COMMANDS_TABLE
+from gateway.queue.schema import COMMANDS_TABLE
 from gateway.sandbox import SandboxSettings
 from tests.conftest import Sandbox, Workspace, terminate
 

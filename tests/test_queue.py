@@ -16,8 +16,7 @@ import pytest
 
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
-from gateway.queue import MemoryQueue, Queue, SqliteQueue
-from gateway.queue import sqlite as sqlite_queue
+from gateway.queue import MemoryQueue, Queue, SqliteQueue, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0
@@ -526,13 +525,54 @@ async def test_schema_version(tmp_path: Path) -> None:
 
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone() == (sqlite_queue.SCHEMA_VERSION,)
+        assert db.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         indexes = {
             row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
         }
-        table = sqlite_queue.COMMANDS_TABLE
-        assert {f"{table}_lane_head", f"{table}_idempotency", f"{table}_status"} <= indexes
+        table = schema.COMMANDS_TABLE
+        assert {f"{table}_lane_head", f"{table}_idempotency", f"{table}_awaiting"} <= indexes
+        assert f"{table}_status" not in indexes
+    finally:
+        db.close()
+
+
+async def test_a_version_2_database_is_migrated_with_its_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 rebuilds the table (seq becomes the rowid); nothing may be lost or reordered."""
+    path = tmp_path / "queue.db"
+    monkeypatch.setattr(schema, "MIGRATIONS", {n: schema.MIGRATIONS[n] for n in (1, 2)})
+    old = SqliteQueue(path)
+    await old.open()
+    first, second, sent, question = message(7), message(7), message(8), message(9)
+    await old.put([first, second, sent, question])
+    await old.complete(sent.id, {"message_id": 1}, T0)
+    await old.complete(question.id, {"message_id": 2}, T0, status=Status.AWAITING_REPLY)
+    await old.close()
+    monkeypatch.undo()
+
+    queue = SqliteQueue(path)
+    await queue.open()
+    try:
+        done = await queue.get(sent.id)
+        assert done is not None and done.status == Status.SENT and done.result == {"message_id": 1}
+        stored = await queue.get(first.id)
+        assert stored is not None and stored.seq == first.seq
+        claimed = await queue.claim("7", T0 + 1)
+        assert claimed is not None and claimed.id == first.id
+        assert [c.id for c in await queue.awaiting()] == [question.id]
+        assert await queue.depth() == 2  # first (sending) and second
+        newer = message(7)
+        await queue.put([newer])
+        assert newer.seq > question.seq
+    finally:
+        await queue.close()
+
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         db.close()
 
@@ -545,9 +585,9 @@ async def test_migrations_run_in_order(tmp_path: Path, monkeypatch: pytest.Monke
     await queue.put([command])
     await queue.close()
 
-    step = sqlite_queue.SCHEMA_VERSION + 1
-    add_column = f"ALTER TABLE {sqlite_queue.COMMANDS_TABLE} ADD COLUMN note TEXT"
-    monkeypatch.setitem(sqlite_queue.MIGRATIONS, step, (add_column,))
+    step = schema.SCHEMA_VERSION + 1
+    add_column = f"ALTER TABLE {schema.COMMANDS_TABLE} ADD COLUMN note TEXT"
+    monkeypatch.setitem(schema.MIGRATIONS, step, (add_column,))
     migrated = SqliteQueue(path)
     await migrated.open()
     try:
@@ -558,9 +598,7 @@ async def test_migrations_run_in_order(tmp_path: Path, monkeypatch: pytest.Monke
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA user_version").fetchone() == (step,)
-        columns = [
-            row[1] for row in db.execute(f"PRAGMA table_info({sqlite_queue.COMMANDS_TABLE})")
-        ]
+        columns = [row[1] for row in db.execute(f"PRAGMA table_info({schema.COMMANDS_TABLE})")]
         assert "note" in columns
     finally:
         db.close()

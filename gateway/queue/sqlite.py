@@ -32,65 +32,34 @@ from typing import Any, Final, Literal, TypeVar, get_args
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
 from gateway.queue.base import Queue
+from gateway.queue.schema import (
+    COLUMNS,
+    COMMANDS_TABLE,
+    INSERT_CHUNK,
+    INSERT_WIDTH,
+    insert_sql,
+    migrate,
+)
 
 logger = logging.getLogger(__name__)
 
-COMMANDS_TABLE: Final = "commands"
 #: Bound of SQLite's page cache, in KiB (the queue's memory does not grow with its depth).
 CACHE_KIB: Final = 8000
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
-#: `MIGRATIONS[n]` takes a database from schema version n - 1 to n (`PRAGMA user_version`).
-#: Add a step here to change the schema; `open` runs the missing ones in order.
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    1: (
-        f"""CREATE TABLE {COMMANDS_TABLE} (
-            id TEXT PRIMARY KEY,
-            seq INTEGER NOT NULL UNIQUE,
-            lane TEXT NOT NULL,
-            method TEXT NOT NULL,
-            params TEXT NOT NULL,
-            status TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            not_before REAL NOT NULL,
-            result TEXT,
-            error TEXT,
-            idempotency_key TEXT
-        )""",
-        # The head of every lane: its oldest command that is not final.
-        f"""CREATE INDEX {COMMANDS_TABLE}_lane_head ON {COMMANDS_TABLE} (lane, seq)
-            WHERE status IN ('queued', 'sending')""",
-        f"""CREATE INDEX {COMMANDS_TABLE}_idempotency
-            ON {COMMANDS_TABLE} (idempotency_key, created_at)
-            WHERE idempotency_key IS NOT NULL""",
-        f"CREATE INDEX {COMMANDS_TABLE}_status ON {COMMANDS_TABLE} (status)",
-    ),
-    # Which API client submitted a command, and extension data of later features.
-    2: (
-        f"ALTER TABLE {COMMANDS_TABLE} ADD COLUMN client TEXT",
-        f"ALTER TABLE {COMMANDS_TABLE} ADD COLUMN meta TEXT",
-    ),
-}
-SCHEMA_VERSION: Final = max(MIGRATIONS)
 
-_COLUMNS = (
-    "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
-    "result, error, idempotency_key, client, meta"
-)
 _NOT_FINAL = "status IN ('queued', 'sending')"
-_INSERT = f"INSERT INTO {COMMANDS_TABLE} ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
-_SELECT = f"SELECT {_COLUMNS} FROM {COMMANDS_TABLE}"
+_SELECT = f"SELECT {COLUMNS} FROM {COMMANDS_TABLE}"
 _HEAD = f"SELECT id FROM {COMMANDS_TABLE} WHERE lane = :lane AND {_NOT_FINAL} ORDER BY seq LIMIT 1"
 _CLAIM = f"""UPDATE {COMMANDS_TABLE}
     SET status = 'sending', attempts = attempts + 1, updated_at = :now
     WHERE id = ({_HEAD}) AND status = 'queued' AND not_before <= :now
-    RETURNING {_COLUMNS}"""
+    RETURNING {COLUMNS}"""
 # SQLite takes the bare columns of a min() aggregate from the row holding the minimum.
 _LANE_HEADS = f"""SELECT lane, min(seq), status, not_before FROM {COMMANDS_TABLE}
     WHERE {_NOT_FINAL} GROUP BY lane"""
+
 
 _T = TypeVar("_T")
 #: A write job: runs in the database thread, inside the batch's transaction.
@@ -195,7 +164,8 @@ class SqliteQueue(Queue):
         )
 
     async def awaiting(self) -> list[Command]:
-        rows = await self._read(f"{_SELECT} WHERE status = ?", (Status.AWAITING_REPLY.value,))
+        # A literal, not a parameter: that is what lets SQLite use the partial index.
+        rows = await self._read(f"{_SELECT} WHERE status = 'awaiting_reply'", ())
         return [_command(row) for row in rows]
 
     async def settle_question(
@@ -282,7 +252,7 @@ class SqliteQueue(Queue):
         try:
             db.row_factory = sqlite3.Row
             self._configure(db)
-            self._migrate(db)
+            migrate(db, self.path)
             row = db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}").fetchone()
         except BaseException:
             db.close()
@@ -296,28 +266,6 @@ class SqliteQueue(Queue):
             raise StartupError(f"the queue database {self.path} cannot use WAL (mode {mode})")
         db.execute(f"PRAGMA synchronous = {self.synchronous}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        row = db.execute("PRAGMA user_version").fetchone()
-        version: int = row[0] if row else 0
-        latest = max(MIGRATIONS)
-        if version > latest:
-            raise StartupError(
-                f"the queue database {self.path} has schema version {version}, newer than this "
-                f"gateway's {latest}"
-            )
-        for target in range(version + 1, latest + 1):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {target}")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            logger.info("queue database %s: schema version %d", self.path, target)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None or self._closing:
@@ -396,28 +344,44 @@ class SqliteQueue(Queue):
     def _transaction(self, batch: list[_Work]) -> list[Any]:
         """In the database thread, one transaction for the whole batch: all the new commands in
         one INSERT, then the other writes. They were all submitted concurrently, so their order
-        among themselves is free; each put's commands keep theirs."""
+        among themselves is free; each put's commands keep theirs.
+
+        A batch of new commands only (the common case under load) is one INSERT statement,
+        which SQLite commits on its own: one call into SQLite, so the thread gives up and
+        takes back Python's GIL once per batch, not once per statement.
+        """
         assert self._db is not None
         db, seq = self._db, self._seq
         results: list[Any] = [None] * len(batch)
-        values: list[tuple[Any, ...]] = []
+        values: list[Any] = []
+        jobs = False
         for index, work in enumerate(batch):
-            if work.job is None:
-                results[index] = seq + 1
-                values.extend((row[0], seq + 1 + i, *row[1:]) for i, row in enumerate(work.rows))
-                seq += len(work.rows)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if values:
-                db.executemany(_INSERT, values)
-            for index, work in enumerate(batch):
-                if work.job is not None:
-                    results[index] = work.job(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            if work.job is not None:
+                jobs = True
+                continue
+            results[index] = seq + 1
+            for row in work.rows:
+                seq += 1
+                values += (row[0], seq, *row[1:])
+        inserts = [
+            values[start : start + INSERT_CHUNK * INSERT_WIDTH]
+            for start in range(0, len(values), INSERT_CHUNK * INSERT_WIDTH)
+        ]
+        if len(inserts) == 1 and not jobs:
+            db.execute(insert_sql(len(values) // INSERT_WIDTH), values)
+        else:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in inserts:
+                    db.execute(insert_sql(len(chunk) // INSERT_WIDTH), chunk)
+                for index, work in enumerate(batch):
+                    if work.job is not None:
+                        results[index] = work.job(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         self._seq = seq
         return results
 
