@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import random
 import signal
@@ -16,7 +18,8 @@ import pytest
 
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
-from gateway.queue import MemoryQueue, Queue, SqliteQueue, schema
+from gateway.queue import MemoryQueue, Queue, SqliteQueue, dbthread, schema
+from gateway.queue.dbthread import QueueSyncError
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0
@@ -439,6 +442,81 @@ async def test_close_commits_what_is_pending(tmp_path: Path) -> None:
         assert await reopened.depth() == 20
     finally:
         await reopened.close()
+
+
+async def test_full_durability_syncs_the_log_after_the_commit_before_put_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "queue.db"
+    visible_at_sync: list[int] = []  # committed rows another connection sees at each sync
+
+    def datasync(fd: int) -> None:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            visible_at_sync.append(db.execute("SELECT count(*) FROM commands").fetchone()[0])
+        os.fdatasync(fd)
+
+    monkeypatch.setattr(dbthread, "_datasync", datasync)
+    queue = SqliteQueue(path)
+    await queue.open()
+    try:
+        await queue.put([message()])
+        assert visible_at_sync == [1]  # committed, then synced, then put returned
+        await asyncio.gather(*(queue.put([message(n)]) for n in range(100)))
+        assert visible_at_sync[-1] == 101
+        assert len(visible_at_sync) < 50  # one sync covers many commits
+    finally:
+        await queue.close()
+
+
+async def test_normal_durability_leaves_the_log_to_the_os(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(dbthread, "_datasync", calls.append)
+    queue = SqliteQueue(tmp_path / "queue.db", synchronous="NORMAL")
+    await queue.open()
+    try:
+        await queue.put([message()])
+    finally:
+        await queue.close()
+    assert calls == []
+
+
+async def test_a_failed_sync_fails_the_write_and_the_queue_carries_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = {"broken": True}
+
+    def datasync(fd: int) -> None:
+        if disk["broken"]:
+            raise OSError(errno.EIO, "Input/output error")
+        os.fdatasync(fd)
+
+    monkeypatch.setattr(dbthread, "_datasync", datasync)
+    queue = SqliteQueue(tmp_path / "queue.db")
+    await queue.open()
+    try:
+        with pytest.raises(QueueSyncError, match="could not be synced to disk"):
+            await queue.put([message()])
+        disk["broken"] = False
+        command = message()
+        await queue.put([command])
+        assert await queue.get(command.id) == command
+    finally:
+        await queue.close()
+
+
+async def test_a_read_sees_the_writes_submitted_before_it(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "queue.db")
+    await queue.open()
+    try:
+        commands = [message(n) for n in range(20)]
+        puts = [asyncio.create_task(queue.put([command])) for command in commands]
+        await asyncio.sleep(0)  # every put is handed to the database thread
+        assert await queue.depth() == 20
+        await asyncio.gather(*puts)
+    finally:
+        await queue.close()
 
 
 CHILD = """

@@ -1,10 +1,13 @@
 """A durable queue in one SQLite file: what the gateway accepted survives a crash.
 
-Durability. The database runs in WAL mode. With `synchronous="FULL"` (the default) SQLite
-fsyncs the WAL before a commit returns, so once `put` returns the command is on disk and
-survives a process kill, an OS crash and a power cut. `"NORMAL"` skips that fsync: commits still
-survive the process being killed (the OS has the data), but the last ones may be lost if the
-machine goes down. `"EXTRA"` also fsyncs the directory; it matters only for rollback journals.
+Durability. The database runs in WAL mode. With `synchronous="FULL"` (the default) the WAL is
+synced to disk after each commit and before any write of that commit returns, so once `put`
+returns the command is on disk and survives a process kill, an OS crash and a power cut. The
+sync is `WalSync`'s (gateway/queue/walsync.py): SQLite commits at its NORMAL level and the log
+is fdatasync'ed from another thread, so the next transaction commits while the last one waits
+for the disk. `"NORMAL"` skips that sync: commits still survive the process being killed (the
+OS has the data), but the last ones may be lost if the machine goes down. `"EXTRA"` leaves the
+syncing to SQLite (inside each commit, directory included), the slowest and most conservative.
 
 Throughput comes from group commit. Every write is a job for one writer task; jobs that arrive
 while a transaction is committing go together into the next one, so fifty concurrent `put`s
@@ -19,12 +22,10 @@ Nothing is cached in Python: the commands live in the file, and SQLite's page ca
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
@@ -32,6 +33,7 @@ from typing import Any, Final, Literal, TypeVar, get_args
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
 from gateway.queue.base import Queue
+from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.schema import (
     COLUMNS,
     COMMANDS_TABLE,
@@ -74,50 +76,37 @@ class SqliteQueue(Queue):
             raise ValueError(f"synchronous must be one of {', '.join(get_args(Synchronous))}")
         self.path = path
         self.synchronous = synchronous
-        self._db: sqlite3.Connection | None = None
-        # The connection's own thread: sqlite3 objects stay in the thread that made them.
-        self._thread: ThreadPoolExecutor | None = None
-        self._pending: list[_Work] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        # The connection lives in a thread of its own: sqlite3 objects stay in their thread.
+        self._thread: DatabaseThread | None = None
         self._seq = 0
 
     async def open(self) -> None:
-        """Create the file, its directory and the schema (or migrate it), start the writer."""
-        if self._db is not None:
+        """Create the file, its directory and the schema (or migrate it), start the threads."""
+        if self._thread is not None:
             return
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-db")
+        # FULL is SQLite's NORMAL plus a sync of the log after each commit, done off the
+        # writer's path by the sync thread (see gateway/queue/dbthread.py).
+        wal = self.path.with_name(self.path.name + "-wal")
+        thread = DatabaseThread(
+            "queue", self._transaction, wal if self.synchronous == "FULL" else None
+        )
         try:
-            self._db, self._seq = await self._run(self._connect)
-        except BaseException as exc:
-            self._thread.shutdown(wait=True)
-            self._thread = None
-            if isinstance(exc, OSError | sqlite3.Error):
-                raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
-            raise
-        self._closing = False
-        self._writer = asyncio.create_task(self._write_forever(), name=f"queue writer {self.path}")
+            await thread.start(self._connect)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
+        self._thread = thread
 
     async def close(self) -> None:
-        """Commit what is pending, stop the writer and close the file."""
-        if self._writer is not None:
-            self._closing = True
-            self._wake.set()
-            await self._writer
-            self._writer = None
-        if self._db is not None:
-            db, self._db = self._db, None
-            await self._run(lambda: db.close())
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
+        """Commit and sync what is pending, stop the threads and close the file."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.stop()
 
     async def put(self, commands: Sequence[Command]) -> None:
         if not commands:
             return
         # Serialised here, so a command that is not JSON fails its own caller only.
-        first: int = await self._submit(_Work(rows=[_row(command) for command in commands]))
+        first: int = await self._writer().write(_Work(rows=[_row(command) for command in commands]))
         for offset, command in enumerate(commands):
             command.seq = first + offset
 
@@ -244,8 +233,8 @@ class SqliteQueue(Queue):
 
     # --- the connection ---------------------------------------------------------------------
 
-    def _connect(self) -> tuple[sqlite3.Connection, int]:
-        """In the database thread: open, configure, migrate; (connection, highest seq)."""
+    def _connect(self) -> sqlite3.Connection:
+        """In the database thread: open, configure, migrate; note the highest seq."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -257,29 +246,29 @@ class SqliteQueue(Queue):
         except BaseException:
             db.close()
             raise
-        return db, int(row[0])
+        self._seq = int(row[0])
+        return db
 
     def _configure(self, db: sqlite3.Connection) -> None:
         row = db.execute("PRAGMA journal_mode = WAL").fetchone()
         mode = row[0] if row else None
         if mode != "wal":
             raise StartupError(f"the queue database {self.path} cannot use WAL (mode {mode})")
-        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # FULL is NORMAL plus a sync of the log after each commit, which WalSync does.
+        level = "NORMAL" if self.synchronous == "FULL" else self.synchronous
+        db.execute(f"PRAGMA synchronous = {level}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None or self._closing:
+    def _writer(self) -> DatabaseThread:
+        if self._thread is None:
             raise RuntimeError("the queue is not open")
-        return self._db
-
-    async def _run(self, fn: Callable[[], _T]) -> _T:
-        """Run `fn` in the database thread."""
-        assert self._thread is not None
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        return self._thread
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        db = self._connection()
-        return await self._run(lambda: db.execute(sql, params).fetchall())
+        rows: list[sqlite3.Row] = await self._writer().call(
+            lambda db: db.execute(sql, params).fetchall()
+        )
+        return rows
 
     async def _update(self, command_id: str, sql: str, params: Sequence[Any]) -> None:
         """Run one UPDATE of a command; KeyError when there is no such command."""
@@ -296,52 +285,11 @@ class SqliteQueue(Queue):
     # --- group commit -----------------------------------------------------------------------
 
     async def _write(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `job` in the writer's next transaction; return once that is committed."""
-        result: _T = await self._submit(_Work(job=job))
+        """Run `job` in the next transaction; return once that is committed (and synced)."""
+        result: _T = await self._writer().write(_Work(job=job))
         return result
 
-    async def _submit(self, work: _Work) -> Any:
-        self._connection()
-        self._pending.append(work)
-        self._wake.set()
-        return await work.future
-
-    async def _write_forever(self) -> None:
-        batch: list[_Work] = []
-        try:
-            while self._pending or not self._closing:
-                if not self._pending:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                batch, self._pending = self._pending, []
-                # A caller that gave up before its transaction began is not owed a write.
-                batch = [work for work in batch if not work.future.done()]
-                if batch:
-                    await self._commit(batch)
-                batch = []
-        finally:
-            # Only reached early if the task is cancelled: nobody must wait forever.
-            for work in [*batch, *self._pending]:
-                _settle(work.future, exc=RuntimeError("the queue writer stopped"))
-            self._pending = []
-
-    async def _commit(self, batch: list[_Work]) -> None:
-        try:
-            results = await self._run(lambda: self._transaction(batch))
-        except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0].future, exc=exc)
-                return
-            # One bad write must not fail the others: replay each in its own transaction.
-            logger.warning("queue batch of %d failed (%s); replaying one by one", len(batch), exc)
-            for work in batch:
-                await self._commit([work])
-            return
-        for work, result in zip(batch, results, strict=True):
-            _settle(work.future, result=result)
-
-    def _transaction(self, batch: list[_Work]) -> list[Any]:
+    def _transaction(self, db: sqlite3.Connection, batch: list[_Work]) -> list[Any]:
         """In the database thread, one transaction for the whole batch: all the new commands in
         one INSERT, then the other writes. They were all submitted concurrently, so their order
         among themselves is free; each put's commands keep theirs.
@@ -350,8 +298,7 @@ class SqliteQueue(Queue):
         which SQLite commits on its own: one call into SQLite, so the thread gives up and
         takes back Python's GIL once per batch, not once per statement.
         """
-        assert self._db is not None
-        db, seq = self._db, self._seq
+        seq = self._seq
         results: list[Any] = [None] * len(batch)
         values: list[Any] = []
         jobs = False
@@ -388,24 +335,10 @@ class SqliteQueue(Queue):
 
 @dataclass(eq=False)
 class _Work:
-    """A write for the writer: new command rows to insert, or a job to run."""
+    """A write: new command rows to insert, or a job to run in the transaction."""
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     job: _Job | None = None
-    future: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
-def _settle(
-    future: asyncio.Future[Any], *, result: Any = None, exc: Exception | None = None
-) -> None:
-    if future.done():  # the caller was cancelled; the write stands all the same
-        return
-    if exc is None:
-        future.set_result(result)
-    else:
-        future.set_exception(exc)
 
 
 def _dump(value: Any) -> str | None:

@@ -1,0 +1,236 @@
+"""The queue database's threads: one owns the SQLite connection, one syncs its log to disk.
+
+The event loop hands work over through thread-safe queues and gets each answer back as a
+future; no loop iteration sits between a request and the thread that serves it.
+
+- The **database thread** takes everything that arrived while it was busy. All the writes go
+  into one transaction (group commit: fifty concurrent `put`s cost one commit); then the reads
+  run, after the writes, so they see them.
+- With `sync_log` (the queue's FULL durability) SQLite commits at its NORMAL level and the
+  committed batch goes to the **sync thread**, which fdatasyncs the write-ahead log and only
+  then answers the batch's callers. One fdatasync covers every transaction committed before it
+  began, so the database thread commits the next batch while the last one waits for the disk:
+  nothing is acknowledged before it is on disk, and the disk wait is overlapped. A write whose
+  sync failed is answered with `QueueSyncError`: it is committed, but whether it reached the
+  disk is unknown, so its caller must not claim it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+
+#: Runs in the database thread: one batch of writes (opaque to this module) in one transaction,
+#: returning one result per write, or raising to fail them all.
+Transaction = Callable[[sqlite3.Connection, list[Any]], list[Any]]
+#: A call that runs in the database thread outside any transaction (reads, close).
+Call = Callable[[sqlite3.Connection], Any]
+#: What goes back to the loop: the future, then a result or an exception.
+_Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+_STOP: Final = object()
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+class QueueSyncError(GatewayError):
+    """A committed write could not be synced to disk."""
+
+
+class DatabaseThread:
+    """An SQLite connection in a thread of its own, fed with writes (group-committed) and calls."""
+
+    def __init__(self, name: str, transaction: Transaction, sync_log: Path | None) -> None:
+        self._name = name
+        self._transaction = transaction
+        self._sync_log = sync_log
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._to_sync: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._db_thread: threading.Thread | None = None
+        self._sync_thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        self._log_fd: int | None = None
+
+    async def start(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        """Start the threads; the database thread opens the connection with `connect`."""
+        self._loop = asyncio.get_running_loop()
+        opened = self._loop.create_future()
+        if self._sync_log is not None:
+            self._sync_thread = threading.Thread(
+                target=self._sync_forever, name=f"{self._name}-sync", daemon=True
+            )
+            self._sync_thread.start()
+        self._db_thread = threading.Thread(
+            target=self._serve, args=(connect, opened), name=f"{self._name}-db", daemon=True
+        )
+        self._db_thread.start()
+        try:
+            await opened
+        except BaseException:
+            await self.stop()
+            raise
+
+    def write(self, work: Any) -> asyncio.Future[Any]:
+        """Commit `work` with the next batch; the future answers once it is durable."""
+        future = self._future()
+        self._inbox.put((work, future, True))
+        return future
+
+    def call(self, fn: Call) -> asyncio.Future[Any]:
+        """Run `fn(connection)` in the database thread, after the writes submitted before it."""
+        future = self._future()
+        self._inbox.put((fn, future, False))
+        return future
+
+    async def stop(self) -> None:
+        """Finish what was submitted, sync it, close the connection, end the threads."""
+        thread, self._db_thread = self._db_thread, None
+        if thread is None:
+            return
+        self._inbox.put(_STOP)
+        await asyncio.to_thread(thread.join)
+
+    def _future(self) -> asyncio.Future[Any]:
+        if self._loop is None or self._db_thread is None:
+            raise RuntimeError("the queue is not open")
+        return self._loop.create_future()
+
+    # --- the database thread ----------------------------------------------------------------
+
+    def _serve(
+        self, connect: Callable[[], sqlite3.Connection], opened: asyncio.Future[Any]
+    ) -> None:
+        try:
+            self._db = connect()
+        except BaseException as exc:
+            self._answer([(opened, None, exc)])
+            self._stop_sync()
+            return
+        self._answer([(opened, None, None)])
+        try:
+            while True:
+                items = [self._inbox.get()]
+                while True:
+                    try:
+                        items.append(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(item is _STOP for item in items)
+                self._run_batch([item for item in items if item is not _STOP])
+                if stop:
+                    return
+        finally:
+            self._stop_sync()  # every committed batch is synced before the connection closes
+            self._db.close()
+
+    def _stop_sync(self) -> None:
+        if self._sync_thread is not None:
+            self._to_sync.put(_STOP)
+            self._sync_thread.join()
+
+    def _run_batch(self, items: list[tuple[Any, asyncio.Future[Any], bool]]) -> None:
+        assert self._db is not None
+        # A caller that gave up before its transaction began is not owed a write.
+        writes = [(work, fut) for work, fut, is_write in items if is_write and not fut.cancelled()]
+        calls = [(fn, fut) for fn, fut, is_write in items if not is_write]
+        written = self._commit(writes) if writes else []
+        if written and self._sync_log is not None:
+            self._to_sync.put(written)
+            written = []
+        answers = written
+        for fn, future in calls:
+            try:
+                answers.append((future, fn(self._db), None))
+            except Exception as exc:
+                answers.append((future, None, exc))
+        if answers:
+            self._answer(answers)
+
+    def _commit(self, writes: list[tuple[Any, asyncio.Future[Any]]]) -> list[_Answer]:
+        assert self._db is not None
+        try:
+            results = self._transaction(self._db, [work for work, _ in writes])
+        except Exception as exc:
+            if len(writes) == 1:
+                return [(writes[0][1], None, exc)]
+            # One bad write must not fail the others: replay each in its own transaction.
+            logger.warning("queue batch of %d failed (%s); replaying one by one", len(writes), exc)
+            return [answer for write in writes for answer in self._commit([write])]
+        return [(future, result, None) for (_, future), result in zip(writes, results, strict=True)]
+
+    # --- the sync thread --------------------------------------------------------------------
+
+    def _sync_forever(self) -> None:
+        try:
+            while True:
+                items = [self._to_sync.get()]
+                while True:
+                    try:
+                        items.append(self._to_sync.get_nowait())
+                    except queue.Empty:
+                        break
+                answers = [answer for item in items if item is not _STOP for answer in item]
+                if answers:
+                    self._answer(self._synced(answers))
+                if any(item is _STOP for item in items):
+                    return
+        finally:
+            if self._log_fd is not None:
+                os.close(self._log_fd)
+                self._log_fd = None
+
+    def _synced(self, answers: list[_Answer]) -> list[_Answer]:
+        """The answers, once the log is on disk; failed ones if it could not be synced."""
+        try:
+            self._sync()
+        except OSError as exc:
+            logger.error("cannot sync the queue database's log %s: %s", self._sync_log, exc)
+            error = QueueSyncError(f"the queue database could not be synced to disk: {exc}")
+            return [(future, None, exc_ or error) for future, _, exc_ in answers]
+        return answers
+
+    def _sync(self) -> None:
+        """fdatasync the log, reopened if the file was replaced."""
+        assert self._sync_log is not None
+        inode = os.stat(self._sync_log).st_ino
+        if self._log_fd is not None and os.fstat(self._log_fd).st_ino != inode:
+            os.close(self._log_fd)
+            self._log_fd = None
+        if self._log_fd is None:
+            self._log_fd = os.open(self._sync_log, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # A new log file is durable only once its directory entry is.
+            directory = os.open(self._sync_log.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        _datasync(self._log_fd)
+
+    # --- back to the loop -------------------------------------------------------------------
+
+    def _answer(self, answers: list[_Answer]) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(answers: list[_Answer]) -> None:
+    for future, result, exc in answers:
+        if future.done():  # the caller was cancelled; the write stands all the same
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
