@@ -56,13 +56,14 @@ async def enqueue_command(request: web.Request) -> web.Response:
         return web.json_response(
             {"id": original.id, "status": original.status.value, "duplicate": True}
         )
-    app[keys.METRICS].accepted_commands(list(commands))
-    logger.debug(
-        "accepted %d command(s) %s from %s",
-        len(commands),
-        ",".join(command.id for command in commands),
-        request.remote,
-    )
+    app[keys.METRICS].accepted_commands(commands)
+    if logger.isEnabledFor(logging.DEBUG):  # request.remote is not free: only when logged
+        logger.debug(
+            "accepted %d command(s) %s from %s",
+            len(commands),
+            ",".join(command.id for command in commands),
+            request.remote,
+        )
     answer: dict[str, object] = {"id": commands[0].id, "status": commands[0].status.value}
     if len(commands) > 1:
         answer["ids"] = [command.id for command in commands]

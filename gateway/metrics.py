@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.commands import Command
@@ -43,7 +45,7 @@ class Metrics(DeliveryHooks):
             "gateway_webhook_updates", "Updates received on the webhook", ["type"], registry=r
         )
 
-    def accepted_commands(self, commands: list[Command]) -> None:
+    def accepted_commands(self, commands: Iterable[Command]) -> None:
         for command in commands:
             child = self._accepted_by_method.get(command.method)
             if child is None:  # labels() costs a lock and a lookup: once per method is enough
