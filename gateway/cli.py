@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -137,6 +138,7 @@ async def _run(config: Config) -> None:
     if not config.sandbox_mode:
         async with serve(config) as app:
             _reload_clients_on_sighup(app)
+            _freeze_startup_objects()
             print(f"Telegram Gateway is running: {config.public_url}", flush=True)
             await stop.wait()
         return
@@ -149,9 +151,17 @@ async def _run(config: Config) -> None:
             live = dataclasses.replace(live, routes=(echo,))
         async with serve(live, extra_clients=[demo]) as app:
             _reload_clients_on_sighup(app)
+            _freeze_startup_objects()
             await _demo_user_starts_bot(base, config.sandbox.demo_user)
             print(_sandbox_banner(live, base, demo_token), flush=True)
             await stop.wait()
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up built (aiogram's models above all) lives as long as the process: keep its
+    ~200,000 objects out of the garbage collector's full passes (each took ~0.1 s of CPU)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _reload_clients_on_sighup(app: web.Application) -> None:
