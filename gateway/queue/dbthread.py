@@ -202,12 +202,8 @@ class DatabaseThread:
         return answers
 
     def _sync(self) -> None:
-        """fdatasync the log, reopened if the file was replaced."""
+        """fdatasync the log (opened once: SQLite keeps the file while a connection is open)."""
         assert self._sync_log is not None
-        inode = os.stat(self._sync_log).st_ino
-        if self._log_fd is not None and os.fstat(self._log_fd).st_ino != inode:
-            os.close(self._log_fd)
-            self._log_fd = None
         if self._log_fd is None:
             self._log_fd = os.open(self._sync_log, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             # A new log file is durable only once its directory entry is.
