@@ -55,6 +55,8 @@ from common import (
 )
 
 CHATS = 100
+#: The durable baseline's name: the bare handler plus the gateway's SQLite queue.
+DURABLE = "bare+queue"
 #: Upper bound of requests per round, whatever the duration (keeps every loop bounded).
 MAX_REQUESTS_PER_ROUND = 1_000_000
 
@@ -206,8 +208,11 @@ def paused(service: Service | None) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def bare_process(ws: Workspace, http: aiohttp.ClientSession) -> AsyncIterator[Service]:
-    """`bench/bare_server.py` on port 8443 of the workspace's address."""
+async def bare_process(
+    ws: Workspace, http: aiohttp.ClientSession, *, durable: bool = False
+) -> AsyncIterator[Service]:
+    """`bench/bare_server.py` on port 8443 of the workspace's address (with `--queue` in the
+    workspace for the durable baseline)."""
     argv = [
         PYTHON,
         str(Path(__file__).with_name("bare_server.py")),
@@ -217,29 +222,36 @@ async def bare_process(ws: Workspace, http: aiohttp.ClientSession) -> AsyncItera
         str(ws.cert_path),
         "--key",
         str(ws.key_path),
+        *(["--queue", str(ws.root / "var" / "bare.db")] if durable else []),
     ]
     async with running(
-        "bare", argv, ws.root, clean_env({}), ws.gateway_url, "/healthz", http
+        DURABLE if durable else "bare",
+        argv,
+        ws.root,
+        clean_env({}),
+        ws.gateway_url,
+        "/healthz",
+        http,
     ) as service:
         yield service
 
 
 async def alternate(
-    gateway: Target, bare: Target, load: Loader, args: argparse.Namespace, pause: Service | None
+    targets: list[Target], load: Loader, args: argparse.Namespace, pause: Service | None
 ) -> list[Round]:
-    """Warm up both, then rounds gateway, bare, gateway, bare, ..."""
-    await load(gateway, args.warmup)
-    with paused(pause):
-        await load(bare, args.warmup)
+    """Warm up each, then rounds gateway, bare, [bare+queue,] gateway, bare, ...
+
+    `pause` (the gateway) is stopped while the other servers are measured."""
+    for target in targets:
+        with paused(None if target.name == "gateway" else pause):
+            await load(target, args.warmup)
     rounds: list[Round] = []
     for index in range(args.rounds):
-        result = await load(gateway, args.seconds)
-        print(f"  round {index + 1} gateway {result.rate:8.0f} req/s", flush=True)
-        rounds.append(result)
-        with paused(pause):
-            result = await load(bare, args.seconds)
-        print(f"  round {index + 1} bare    {result.rate:8.0f} req/s", flush=True)
-        rounds.append(result)
+        for target in targets:
+            with paused(None if target.name == "gateway" else pause):
+                result = await load(target, args.seconds)
+            print(f"  round {index + 1} {target.name:<10} {result.rate:8.0f} req/s", flush=True)
+            rounds.append(result)
     return rounds
 
 
@@ -254,56 +266,73 @@ def cpu_per_request(rounds: list[Round], *, server: bool) -> int:
 
 
 def summarise(rounds: list[Round]) -> dict[str, object]:
-    """Medians per server and the gateway/bare ratio (of medians, and median of pairs)."""
-    gw = [r for r in rounds if r.server == "gateway"]
-    bare = [r for r in rounds if r.server == "bare"]
-    gw_median = statistics.median(r.rate for r in gw)
-    bare_median = statistics.median(r.rate for r in bare)
+    """Medians per server and the gateway/bare ratio (of medians, and median of pairs); with
+    the durable baseline, also its ratio to bare and the gateway's ratio to it."""
+    by_server: dict[str, list[Round]] = {}
+    for r in rounds:
+        by_server.setdefault(r.server, []).append(r)
+    medians = {name: statistics.median(r.rate for r in rs) for name, rs in by_server.items()}
+    gw, bare = by_server["gateway"], by_server["bare"]
     pair_ratios = [g.rate / b.rate for g, b in zip(gw, bare, strict=True)]
-    return {
-        "gateway_median_rps": round(gw_median, 1),
-        "bare_median_rps": round(bare_median, 1),
-        "ratio": round(gw_median / bare_median, 3),
+    summary: dict[str, object] = {
+        "gateway_median_rps": round(medians["gateway"], 1),
+        "bare_median_rps": round(medians["bare"], 1),
+        "ratio": round(medians["gateway"] / medians["bare"], 3),
         "ratio_median_of_pairs": round(statistics.median(pair_ratios), 3),
         "target_ratio": 0.6,
-        "met": gw_median / bare_median >= 0.6,
+        "met": medians["gateway"] / medians["bare"] >= 0.6,
+        "cpu_us_per_request": {
+            name: cpu_per_request(rs, server=True) for name, rs in by_server.items()
+        },
         "gateway_cpu_us_per_request": cpu_per_request(gw, server=True),
         "bare_cpu_us_per_request": cpu_per_request(bare, server=True),
         "client_cpu_us_per_request": {
-            "gateway_rounds": cpu_per_request(gw, server=False),
-            "bare_rounds": cpu_per_request(bare, server=False),
+            name: cpu_per_request(rs, server=False) for name, rs in by_server.items()
         },
         "errors": sum(r.errors for r in rounds),
     }
+    if DURABLE in medians:
+        summary["durable_median_rps"] = round(medians[DURABLE], 1)
+        summary["durable_ratio_to_bare"] = round(medians[DURABLE] / medians["bare"], 3)
+        summary["gateway_ratio_to_durable"] = round(medians["gateway"] / medians[DURABLE], 3)
+    return summary
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    """Start sandbox, gateway and bare server; measure; collect the gateway's counters."""
+    """Start sandbox, gateway and bare server(s); measure; collect the gateway's counters."""
     with temp_root() as root:
         ws = make_workspace(root / "ws-gateway")
         bare_ws = make_workspace(root / "ws-bare", exclude_hosts=[ws.host])
-        async with (
-            plain_session() as control,
-            https_session(ws, args.concurrency) as gw_http,
-            https_session(bare_ws, args.concurrency) as bare_http,
-            sandbox_process(root, control) as sandbox,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            control = await stack.enter_async_context(plain_session())
+            gw_http = await stack.enter_async_context(https_session(ws, args.concurrency))
+            bare_http = await stack.enter_async_context(https_session(bare_ws, args.concurrency))
+            sandbox = await stack.enter_async_context(sandbox_process(root, control))
             await create_chats(control, sandbox.url, range(1, CHATS + 1))
-            async with (
-                gateway_process(ws, sandbox.url, gw_http) as gw,
-                bare_process(bare_ws, bare_http) as bare,
-            ):
-                pause = None if args.no_pause else gw
-                load = (
-                    wrk_loader(args.concurrency, root, ws.api_token)
-                    if args.client == "wrk"
-                    else aiohttp_loader(args.concurrency)
+            gw = await stack.enter_async_context(gateway_process(ws, sandbox.url, gw_http))
+            bare = await stack.enter_async_context(bare_process(bare_ws, bare_http))
+            targets = [Target("gateway", gw, gw_http), Target("bare", bare, bare_http)]
+            if args.durable_baseline:
+                durable_ws = make_workspace(
+                    root / "ws-durable", exclude_hosts=[ws.host, bare_ws.host]
                 )
-                targets = Target("gateway", gw, gw_http), Target("bare", bare, bare_http)
-                rounds = await alternate(*targets, load, args, pause)
-                counters = await scrape_metrics(gw_http, gw.url)
-                stats = await sandbox_json(control, sandbox.url, "GET", "stats")
-            gateway_log = gw.log.read_text(errors="replace").splitlines()[-20:]
+                durable_http = await stack.enter_async_context(
+                    https_session(durable_ws, args.concurrency)
+                )
+                durable = await stack.enter_async_context(
+                    bare_process(durable_ws, durable_http, durable=True)
+                )
+                targets.append(Target(DURABLE, durable, durable_http))
+            pause = None if args.no_pause else gw
+            load = (
+                wrk_loader(args.concurrency, root, ws.api_token)
+                if args.client == "wrk"
+                else aiohttp_loader(args.concurrency)
+            )
+            rounds = await alternate(targets, load, args, pause)
+            counters = await scrape_metrics(gw_http, gw.url)
+            stats = await sandbox_json(control, sandbox.url, "GET", "stats")
+        gateway_log = gw.log.read_text(errors="replace").splitlines()[-20:]
     return {
         "settings": {
             "rounds": args.rounds,
@@ -313,6 +342,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "client": "wrk -t1" if args.client == "wrk" else "aiohttp (this process)",
             "chats": CHATS,
             "gateway_paused_during_bare_rounds": not args.no_pause,
+            "durable_baseline": args.durable_baseline,
             "queue": "sqlite (synchronous=FULL)",
         },
         **summarise(rounds),
@@ -334,6 +364,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
         "--no-pause", action="store_true", help="keep the gateway running in bare rounds"
+    )
+    parser.add_argument(
+        "--no-durable-baseline",
+        dest="durable_baseline",
+        action="store_false",
+        help=f"skip the third server ({DURABLE}: the bare handler plus the SQLite queue)",
     )
     parser.add_argument(
         "--client",
@@ -361,8 +397,14 @@ def main() -> None:
         f"{'met' if result['met'] else 'NOT met'}); CPU/request gateway "
         f"{result['gateway_cpu_us_per_request']} us, bare {result['bare_cpu_us_per_request']} us "
         f"(server CPU); "
-        f"errors {result['errors']}\n-> {path}"
+        f"errors {result['errors']}"
     )
+    if "durable_median_rps" in result:
+        print(
+            f"{DURABLE} {result['durable_median_rps']} req/s = {result['durable_ratio_to_bare']} "
+            f"x bare (durability alone); gateway = {result['gateway_ratio_to_durable']} x {DURABLE}"
+        )
+    print(f"-> {path}")
 
 
 if __name__ == "__main__":
