@@ -23,6 +23,10 @@ class StartupError(GatewayError):
     """The gateway could not start (Telegram refused the token or the webhook, a port is busy)."""
 
 
+class QueueSyncError(GatewayError):
+    """A committed queue write could not be synced to disk; the REST API answers 503."""
+
+
 class InputError(GatewayError):
     """A client sent something the REST API cannot accept; becomes a 4xx JSON error."""
 

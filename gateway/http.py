@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import InputError
+from gateway.errors import InputError, QueueSyncError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = error_response(exc.status, exc.code, exc.message, exc.field)
         response.headers.update(exc.headers)
         return response
+    except QueueSyncError as exc:  # only a write to the queue (an enqueue) can meet this
+        logger.error("%s %s: %s", request.method, request.path, exc)
+        return storage_unavailable()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -59,6 +62,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the gateway's log")
+
+
+def storage_unavailable() -> web.Response:
+    """503: the disk failed us; the client may retry, safely with an idempotency key."""
+    message = (
+        "the command could not be confirmed on disk; retry later "
+        "(with an idempotency key the retry cannot queue it twice)"
+    )
+    response = error_response(503, "storage_unavailable", message)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:

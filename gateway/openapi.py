@@ -156,6 +156,7 @@ def _enqueue_operation(config: Config) -> dict[str, Any]:
                     "content": json_content(ref("schemas", "Duplicate")),
                 },
                 **_errors(ENQUEUE_ERRORS),
+                "503": ref("responses", "StorageUnavailable"),
             }
         ),
     }

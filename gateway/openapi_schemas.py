@@ -92,6 +92,18 @@ def components() -> dict[str, Any]:
                 },
                 "content": json_content(error_schema(("rate_limited",))),
             },
+            "StorageUnavailable": {
+                "description": "The queue's disk could not be synced: the command may or may "
+                "not be stored (and delivered). Retry, with an idempotency key.",
+                "headers": {
+                    "Retry-After": {
+                        "required": True,
+                        "description": "Seconds to wait before retrying.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                },
+                "content": json_content(error_schema(("storage_unavailable",))),
+            },
             "InternalError": {
                 "description": "A bug; the gateway's log has the traceback.",
                 "content": json_content(error_schema(("internal_error",))),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from typing import Any
 
 import pytest
 
+from gateway.queue import dbthread
 from tests.conftest import USER, Gateway, GatewayFactory, Sandbox
 
 pytestmark = pytest.mark.asyncio
@@ -160,3 +162,33 @@ async def test_healthz(gateway: Gateway) -> None:
     async with gateway.http.get(f"{gateway.url}/healthz") as resp:
         assert resp.status == 200, await resp.text()
         assert await resp.json() == {"status": "ok"}
+
+
+async def test_a_failed_disk_sync_is_a_503_and_the_queue_carries_on(
+    gateway: Gateway, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sandbox.create_chat(USER)
+    disk = {"broken": True}
+    real_datasync = dbthread._datasync
+
+    def datasync(fd: int) -> None:
+        if disk["broken"]:
+            raise OSError(errno.EIO, "Input/output error")
+        real_datasync(fd)
+
+    monkeypatch.setattr(dbthread, "_datasync", datasync)
+    url = gateway.url + "/enqueue_command"
+    async with gateway.http.post(url, json={"text": "lost?"}, headers=gateway.auth) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        error = (await resp.json())["error"]
+    assert error["code"] == "storage_unavailable"
+    assert "idempotency key" in error["message"]
+
+    disk["broken"] = False
+    status, _ = await gateway.enqueue({"text": "on disk"})
+    assert status == 202
+    # The unconfirmed command was committed all the same: it is delivered too, first (which
+    # is why the 503 tells the client to retry with an idempotency key).
+    messages = await sandbox.wait_messages(USER, 2)
+    assert [m["text"] for m in messages] == ["lost?", "on disk"]

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from gateway.commands import Command, Status
-from gateway.errors import StartupError
+from gateway.errors import QueueSyncError, StartupError
 from gateway.queue import MemoryQueue, Queue, SqliteQueue, dbthread, schema
-from gateway.queue.dbthread import QueueSyncError
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0

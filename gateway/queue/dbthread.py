@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.errors import GatewayError
+from gateway.errors import QueueSyncError
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ _Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 _STOP: Final = object()
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-
-
-class QueueSyncError(GatewayError):
-    """A committed write could not be synced to disk."""
 
 
 class DatabaseThread:
