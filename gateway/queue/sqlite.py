@@ -2,19 +2,17 @@
 
 Durability. The database runs in WAL mode. With `synchronous="FULL"` (the default) the WAL is
 synced to disk after each commit and before any write of that commit returns, so once `put`
-returns the command is on disk and survives a process kill, an OS crash and a power cut. The
-sync is `WalSync`'s (gateway/queue/walsync.py): SQLite commits at its NORMAL level and the log
-is fdatasync'ed from another thread, so the next transaction commits while the last one waits
-for the disk. `"NORMAL"` skips that sync: commits still survive the process being killed (the
-OS has the data), but the last ones may be lost if the machine goes down. `"EXTRA"` leaves the
-syncing to SQLite (inside each commit, directory included), the slowest and most conservative.
+returns the command is on disk and survives a process kill, an OS crash and a power cut.
+SQLite itself commits at its NORMAL level and the log is fdatasync'ed by a thread of its own,
+so the next transaction commits while the last one waits for the disk (see
+gateway/queue/dbthread.py). `"NORMAL"` skips that sync: commits still survive the process being
+killed (the OS has the data), but the last ones may be lost if the machine goes down. `"EXTRA"`
+leaves the syncing to SQLite (inside each commit, directory included), the slowest.
 
-Throughput comes from group commit. Every write is a job for one writer task; jobs that arrive
-while a transaction is committing go together into the next one, so fifty concurrent `put`s
-cost about one fsync instead of fifty. The connection lives in one thread of its own and a whole
-transaction runs there in one go (one hop from the event loop per batch, not one per
-statement); reads run in the same thread between transactions, so they never see a write that
-is not committed yet.
+Throughput comes from group commit. The connection lives in a database thread of its own, which
+takes every write that arrived while it was busy into one transaction, so fifty concurrent
+`put`s cost one commit and one sync instead of fifty; new commands go in as one multi-row
+INSERT. Reads run in the same thread after the writes submitted before them.
 
 Nothing is cached in Python: the commands live in the file, and SQLite's page cache is bounded
 (`CACHE_KIB`). One process owns the file at a time (`seq` is allotted by the writer).
