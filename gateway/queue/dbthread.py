@@ -124,7 +124,12 @@ class DatabaseThread:
                     except queue.Empty:
                         break
                 stop = any(item is _STOP for item in items)
-                self._run_batch([item for item in items if item is not _STOP])
+                work = [item for item in items if item is not _STOP]
+                try:
+                    self._run_batch(work)
+                except Exception as exc:  # a bug here must not leave callers waiting forever
+                    logger.exception("queue database thread: batch failed")
+                    self._answer([(future, None, exc) for _, future, _ in work])
                 if stop:
                     return
         finally:
