@@ -67,7 +67,7 @@ _Job = Callable[[sqlite3.Connection], Any]
 
 
 class SqliteQueue(Queue):
-    """Commands in an SQLite database file, written through one group-committing writer."""
+    """Commands in an SQLite database file, written by one group-committing database thread."""
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
         if synchronous not in get_args(Synchronous):
@@ -104,7 +104,8 @@ class SqliteQueue(Queue):
         if not commands:
             return
         # Serialised here, so a command that is not JSON fails its own caller only.
-        first: int = await self._writer().write(_Work(rows=[_row(command) for command in commands]))
+        rows = [_row(command) for command in commands]
+        first: int = await self._database().write(_Work(rows=rows))
         for offset, command in enumerate(commands):
             command.seq = first + offset
 
@@ -252,18 +253,18 @@ class SqliteQueue(Queue):
         mode = row[0] if row else None
         if mode != "wal":
             raise StartupError(f"the queue database {self.path} cannot use WAL (mode {mode})")
-        # FULL is NORMAL plus a sync of the log after each commit, which WalSync does.
+        # FULL is NORMAL plus a sync of the log after each commit, done by the sync thread.
         level = "NORMAL" if self.synchronous == "FULL" else self.synchronous
         db.execute(f"PRAGMA synchronous = {level}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
-    def _writer(self) -> DatabaseThread:
+    def _database(self) -> DatabaseThread:
         if self._thread is None:
             raise RuntimeError("the queue is not open")
         return self._thread
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        rows: list[sqlite3.Row] = await self._writer().call(
+        rows: list[sqlite3.Row] = await self._database().call(
             lambda db: db.execute(sql, params).fetchall()
         )
         return rows
@@ -284,7 +285,7 @@ class SqliteQueue(Queue):
 
     async def _write(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `job` in the next transaction; return once that is committed (and synced)."""
-        result: _T = await self._writer().write(_Work(job=job))
+        result: _T = await self._database().write(_Work(job=job))
         return result
 
     def _transaction(self, db: sqlite3.Connection, batch: list[_Work]) -> list[Any]:
