@@ -83,25 +83,13 @@ def components() -> dict[str, Any]:
             },
             "RateLimited": {
                 "description": "Over the client's `rate_per_second`.",
-                "headers": {
-                    "Retry-After": {
-                        "required": True,
-                        "description": "Seconds until a request will be accepted.",
-                        "schema": {"type": "integer", "minimum": 1},
-                    },
-                },
+                "headers": _retry_after("Seconds until a request will be accepted."),
                 "content": json_content(error_schema(("rate_limited",))),
             },
             "StorageUnavailable": {
                 "description": "The queue's disk could not be synced: the command may or may "
                 "not be stored (and delivered). Retry, with an idempotency key.",
-                "headers": {
-                    "Retry-After": {
-                        "required": True,
-                        "description": "Seconds to wait before retrying.",
-                        "schema": {"type": "integer", "minimum": 1},
-                    },
-                },
+                "headers": _retry_after("Seconds to wait before retrying."),
                 "content": json_content(error_schema(("storage_unavailable",))),
             },
             "InternalError": {
@@ -110,6 +98,16 @@ def components() -> dict[str, Any]:
             },
         },
         "schemas": _schemas(),
+    }
+
+
+def _retry_after(description: str) -> dict[str, Any]:
+    return {
+        "Retry-After": {
+            "required": True,
+            "description": description,
+            "schema": {"type": "integer", "minimum": 1},
+        }
     }
 
 

@@ -117,12 +117,7 @@ class DatabaseThread:
         self._answer([(opened, None, None)])
         try:
             while True:
-                items = [self._inbox.get()]
-                while True:
-                    try:
-                        items.append(self._inbox.get_nowait())
-                    except queue.Empty:
-                        break
+                items = _drain(self._inbox)
                 stop = any(item is _STOP for item in items)
                 work = [item for item in items if item is not _STOP]
                 try:
@@ -176,12 +171,7 @@ class DatabaseThread:
     def _sync_forever(self) -> None:
         try:
             while True:
-                items = [self._to_sync.get()]
-                while True:
-                    try:
-                        items.append(self._to_sync.get_nowait())
-                    except queue.Empty:
-                        break
+                items = _drain(self._to_sync)
                 answers = [answer for item in items if item is not _STOP for answer in item]
                 if answers:
                     self._answer(self._synced(answers))
@@ -221,6 +211,16 @@ class DatabaseThread:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_settle, answers)
+
+
+def _drain(inbox: queue.SimpleQueue[Any]) -> list[Any]:
+    """Wait for the first item, then take every other one already there."""
+    items = [inbox.get()]
+    while True:
+        try:
+            items.append(inbox.get_nowait())
+        except queue.Empty:
+            return items
 
 
 def _settle(answers: list[_Answer]) -> None:
