@@ -40,7 +40,7 @@ METHOD_CLASSES: dict[str, type[TelegramMethod[Any]]] = {
 #: those generic classes only weakly, so without a reference each one is rebuilt (about a
 #: millisecond of CPU) every time the garbage collector has dropped it. These keep them alive.
 _RESPONSE_TYPES: Final = tuple(
-    Response[cls.__returning__]  # type: ignore[name-defined]
+    Response[cls.__returning__]  # type: ignore[name-defined]  # a runtime subscript, not a type
     for cls in METHOD_CLASSES.values()
 )
 
