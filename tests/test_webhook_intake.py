@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.sandbox.keys import SANDBOX_STATE
 from tests.conftest import BOT_ID, OTHER_USER, USER, Gateway, GatewayFactory, Sandbox, Workspace
-from tests.test_twoway import Service, routes_toml
+from tests.test_twoway import Service, ask, routes_toml
 from tests.test_webhook import wait_delivered
 
 WEBHOOK = "/telegram/webhook"
@@ -226,6 +226,48 @@ async def test_the_same_id_with_new_content_is_a_new_update(
     # Answers go out in order in the chat: once the marker's is there, all the others are.
     messages = await sandbox.wait_messages(USER, 3)
     assert [m["text"].split()[2] for m in messages] == ["/one.", "/two.", "/three."]
+
+
+async def test_questions_are_answered_by_invalid_replies_and_taps(
+    gateway: Gateway, sandbox: Sandbox
+) -> None:
+    """A free-text answer and a button tap still settle their questions when aiogram refuses
+    the update (here: an entity without `length`; a tapped message without its date)."""
+    by_reply, message = await ask(gateway, sandbox, timeout_s=600)
+    reply = {
+        **odd_command(8001, "ship it"),
+        "reply_to_message": {**message, "chat": {"id": USER, "type": "private"}},
+    }
+    assert await post_update(gateway, {"update_id": 801, "message": reply}) == 200
+    done = await gateway.command(by_reply, wait=10)
+    assert done["status"] == "answered" and done["reply"]["answer"] == "ship it"
+
+    code, answer = await gateway.enqueue(
+        {
+            "text": "Roll back?",
+            "chat_id": USER,
+            "expect_reply": {"buttons": [["Approve", "Reject"]]},
+        }
+    )
+    assert code == 202, answer
+    by_tap = answer["id"]
+    for _ in range(100):  # a tap counts once the question is awaiting its answer
+        if (await gateway.command(by_tap))["status"] == "awaiting_reply":
+            break
+        await asyncio.sleep(0.05)
+    question = (await sandbox.wait_messages(USER, 2))[1]
+    data = question["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+    query = {
+        "id": "q-802",
+        "from": sender(),
+        "chat_instance": "1",
+        "data": data,
+        "message": {"message_id": question["message_id"], "chat": {"id": USER}},
+    }
+    assert await post_update(gateway, {"update_id": 802, "callback_query": query}) == 200
+    done = await gateway.command(by_tap, wait=10)
+    assert done["status"] == "answered" and done["reply"]["answer"] == "Reject"
+    assert await metric(gateway, "gateway_updates_unparsed_total") == 2
 
 
 @pytest.mark.parametrize(
