@@ -23,8 +23,10 @@ _CHAT_TEXT_FIELDS: Final = ("title", "username", "first_name", "last_name")
 
 
 def update_id(data: Any) -> int | None:
-    """The update's integer `update_id`, if `data` is an object that has one."""
-    return _int(data.get("update_id")) if isinstance(data, dict) else None
+    """The update's `update_id`, if `data` is an object that has one: an integer that fits in
+    64 bits (as Telegram's identifiers do, and as the dedup record stores it)."""
+    number = _int(data.get("update_id")) if isinstance(data, dict) else None
+    return number if number is not None and -(2**63) <= number < 2**63 else None
 
 
 def digest(data: dict[str, Any], body: bytes) -> str:

@@ -271,7 +271,15 @@ async def test_questions_are_answered_by_invalid_replies_and_taps(
 
 
 @pytest.mark.parametrize(
-    "body", [b'{"update_id": true}', b'{"update_id": 1.5}', b'{"message": {}}', b"[1]", b"{"]
+    "body",
+    [
+        b'{"update_id": true}',
+        b'{"update_id": 9223372036854775808}',
+        b'{"update_id": 1.5}',
+        b'{"message": {}}',
+        b"[1]",
+        b"{",
+    ],
 )
 async def test_without_an_integer_update_id_it_is_still_400(gateway: Gateway, body: bytes) -> None:
     headers = {
