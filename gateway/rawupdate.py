@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 #: Longest field path quoted in a log line or a dead letter.
 MAX_FIELD_PATH: Final = 200
+#: Longest update type quoted (Telegram's are short; anything else is cut).
+MAX_TYPE_NAME: Final = 40
 _USER_TEXT_FIELDS: Final = ("last_name", "username", "language_code")
 _CHAT_TEXT_FIELDS: Final = ("title", "username", "first_name", "last_name")
 
@@ -41,7 +43,8 @@ def digest(data: dict[str, Any], body: bytes) -> str:
 
 def kind(data: dict[str, Any]) -> str:
     """The update's type: its field besides `update_id` (`unknown` when there is none)."""
-    return next((key for key in data if key != "update_id"), "unknown")
+    found = next((key for key in data if key != "update_id"), "unknown")
+    return found[:MAX_TYPE_NAME]
 
 
 def first_failure(exc: ValidationError | RecursionError) -> str:
