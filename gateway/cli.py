@@ -1,4 +1,4 @@
-"""The `gateway` command: run, sandbox, gen-cert.
+"""The `gateway` command: run, sandbox, gen-cert, token, updates.
 
 User mistakes end with one `error: ...` line on stderr and exit status 2; no traceback.
 """
@@ -15,8 +15,10 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +38,8 @@ from gateway.clients import (
 from gateway.config import Config, load_config
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
+from gateway.queue.base import FailedUpdate
+from gateway.queue.deadletters import read_failed_updates
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.server import sandbox, serve, with_api_base
 
@@ -57,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sandbox": _cmd_sandbox,
         "gen-cert": run_gen_cert,
         "token": _cmd_token,
+        "updates": _cmd_updates,
     }
     return int(handlers[args.command](args))
 
@@ -100,6 +105,20 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list clients (never their tokens)")
     revoke = actions.add_parser("revoke", help="remove a client")
     revoke.add_argument("name")
+
+    updates = sub.add_parser("updates", help="inspect webhook updates (dead letters)")
+    update_actions = updates.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = update_actions.add_parser(
+        "list", help="list updates aiogram could not validate (read-only, safe while running)"
+    )
+    listing.add_argument(
+        "--failed", action="store_true", required=True, help="the dead letters (required)"
+    )
+    listing.add_argument(
+        "--config", default=None, help=f"TOML config file (default {c.DEFAULT_CONFIG_PATH})"
+    )
+    listing.add_argument("--json", action="store_true", help="JSON, with each update's body")
+    listing.add_argument("--limit", type=int, default=50, help="newest N (default 50)")
     return parser
 
 
@@ -277,6 +296,42 @@ def _cmd_token(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     return 0
+
+
+def _cmd_updates(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, os.environ)
+        if config.queue.backend == "memory":
+            raise ConfigError("the queue backend is 'memory': no dead letters are kept on disk")
+        if args.limit < 1:
+            raise ConfigError("--limit must be at least 1")
+        failed = read_failed_updates(config.queue_path, args.limit)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps([_dead_letter_json(f) for f in failed], indent=2, ensure_ascii=False))
+        return 0
+    if not failed:
+        print(f"no failed updates in {config.queue_path}")
+    for update in failed:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(update.received_at))
+        print(f"{when} update {update.update_id}: {update.error}; {update.handled}")
+    return 0
+
+
+def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:
+    try:
+        body: Any = json.loads(update.body)
+    except ValueError:
+        body = update.body
+    return {
+        "update_id": update.update_id,
+        "bot_id": update.bot_id,
+        "received_at": update.received_at,
+        "error": update.error,
+        "handled": update.handled,
+        "update": body,
+    }
 
 
 def _chat_arg(value: str) -> int | str:

@@ -90,6 +90,13 @@ SERVICE_METHODS: Final = frozenset({DISPATCH_METHOD, CALLBACK_METHOD})
 #: Lanes of service calls start with this; flood control does not apply to them.
 SERVICE_LANE: Final = "svc:"
 
+# --- Webhook ------------------------------------------------------------------------------------
+#: How long a handled update's id is remembered, so that a re-send is not handled again.
+#: Telegram keeps an undelivered update for 24 h; ids may restart after a week of silence.
+UPDATE_DEDUP_SECONDS: Final = 48 * 3600
+#: Dead letters (updates aiogram could not validate) kept for `gateway updates list --failed`.
+FAILED_UPDATES_KEPT: Final = 1000
+
 # --- Worker -------------------------------------------------------------------------------------
 #: Upper bound of Bot API calls in flight at once.
 MAX_IN_FLIGHT: Final = 64

@@ -44,6 +44,16 @@ class Metrics(DeliveryHooks):
         self.updates = Counter(
             "gateway_webhook_updates", "Updates received on the webhook", ["type"], registry=r
         )
+        self.updates_unparsed = Counter(
+            "gateway_updates_unparsed",
+            "Webhook updates aiogram could not validate (acknowledged, kept as dead letters)",
+            registry=r,
+        )
+        self.updates_repeated = Counter(
+            "gateway_updates_repeated",
+            "Webhook updates received again and acknowledged without handling them again",
+            registry=r,
+        )
 
     def accepted_commands(self, commands: Iterable[Command]) -> None:
         for command in commands:

@@ -252,9 +252,12 @@ def _webhook_operation() -> dict[str, Any]:
         "operationId": "telegramWebhook",
         "tags": ["telegram"],
         "summary": "An Update pushed by Telegram",
-        "description": "Once authentic and well-formed, an update is always acknowledged, even "
-        "when its handler fails (Telegram would otherwise retry it for hours). 403 when the "
-        "source-address check is on and the caller is not one of Telegram's networks.",
+        "description": "Once authentic and a JSON object with an integer `update_id`, an update "
+        "is always acknowledged (Telegram would otherwise retry it for hours and hold back the "
+        "updates behind it): when its handler fails, when aiogram cannot validate it (kept as a "
+        "dead letter, handled as far as it can be read), and when it was handled before (not "
+        "handled again). 403 when the source-address check is on and the caller is not one of "
+        "Telegram's networks.",
         "security": [{"telegramSecretToken": []}],
         "requestBody": {
             "required": True,

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from gateway import constants as c
 from gateway.commands import Command
-from gateway.queue.base import Queue
+from gateway.queue.base import Queue, UpdateRecord
 from gateway.worker import Worker
+
+#: Set while a webhook update is handled: `submit` collects into it instead of storing.
+_COLLECTING: ContextVar[list[Command] | None] = ContextVar("outbox_collecting", default=None)
 
 
 class Outbox:
@@ -27,6 +32,10 @@ class Outbox:
 
     async def submit(self, commands: Sequence[Command]) -> Sequence[Command]:
         """Store `commands` (durably, for a durable queue) and schedule them."""
+        collected = _COLLECTING.get()
+        if collected is not None:
+            collected.extend(commands)
+            return commands
         await self._queue.put(commands)
         self._worker.notify({command.lane for command in commands})
         return commands
@@ -52,3 +61,24 @@ class Outbox:
         command = Command(method=method, params=params)
         await self.submit([command])
         return command
+
+    @contextmanager
+    def collecting(self) -> Iterator[list[Command]]:
+        """Within the block (this task and the tasks it starts), `submit` and `send` collect
+        commands in the yielded list instead of storing them: the caller stores them with
+        `submit_handled`, in the same transaction as the update that caused them."""
+        collected: list[Command] = []
+        token = _COLLECTING.set(collected)
+        try:
+            yield collected
+        finally:
+            _COLLECTING.reset(token)
+
+    async def submit_handled(self, record: UpdateRecord, commands: Sequence[Command]) -> bool:
+        """Store a handled webhook update's dedup record with the commands its handling
+        produced, atomically; False, storing neither, when it was recorded already."""
+        forget_before = record.received_at - c.UPDATE_DEDUP_SECONDS
+        if not await self._queue.record_update(record, commands, forget_before):
+            return False
+        self._worker.notify({command.lane for command in commands})
+        return True

@@ -1,7 +1,12 @@
 """The Telegram webhook route: authenticate the push, parse the Update, hand it to the bot.
 
-Telegram retries an update for hours until it gets a 2xx, so once the request is authentic and
-well-formed it is always acknowledged, even when a handler fails (the failure is logged).
+Telegram retries an update for hours until it gets a 2xx, and holds back the updates behind
+it meanwhile. So once the request is authentic and its body a JSON object with an integer
+`update_id`, it is acknowledged: when a handler fails (logged), and when aiogram cannot
+validate the update (a dead letter; the handlers get what can be read of it, see
+gateway/rawupdate.py). Each update is handled once: a re-send (same id and content) is
+acknowledged and skipped, and the dedup record is committed in the same transaction as the
+commands the handling produced, before the 2xx.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ import hmac
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from aiogram.types import Update
 from aiogram.types.update import UpdateTypeLookupError
@@ -18,8 +25,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway import constants as c
-from gateway import keys
+from gateway import keys, rawupdate
 from gateway.http import error_response
+from gateway.queue.base import FailedUpdate, UpdateRecord
 
 logger = logging.getLogger(__name__)
 
@@ -44,25 +52,88 @@ async def handle_update(request: web.Request) -> web.Response:
     body = await request.read()
     try:
         data = json.loads(body)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        update = Update.model_validate(data, context={"bot": app[keys.BOT]})
-    except (ValueError, RecursionError, ValidationError):
-        return error_response(400, "invalid_update", "the body is not a JSON Update")
+    except (ValueError, RecursionError):
+        data = None
+    number = rawupdate.update_id(data)
+    if number is None:
+        return error_response(
+            400, "invalid_update", "the body is not a JSON object with an integer update_id"
+        )
+    assert isinstance(data, dict)
+    await _accept(app, data, number, body)
+    return web.json_response({"ok": True})
+
+
+async def _accept(app: web.Application, data: dict[str, Any], number: int, body: bytes) -> None:
+    """Handle an update once: validate it (or salvage what it can), feed the bot, and store
+    what the handling produced together with the update's dedup record."""
+    bot, outbox = app[keys.BOT], app[keys.OUTBOX]
+    received_at = time.time()
+    digest = rawupdate.digest(data, body)
+    if await app[keys.QUEUE].update_seen(bot.id, number, digest):
+        app[keys.METRICS].updates_repeated.inc()
+        logger.info("update %d was handled already; acknowledged, not handled again", number)
+        return
+    failure: FailedUpdate | None = None
+    try:
+        update: Update | None = Update.model_validate(data, context={"bot": bot})
+    except (ValidationError, RecursionError) as exc:
+        update, failure = _salvage(app, data, number, exc, received_at, body)
+    with outbox.collecting() as commands:
+        if update is not None:
+            await _feed(app, update)
+    record = UpdateRecord(bot.id, number, digest, received_at, failure)
+    if not await outbox.submit_handled(record, commands):
+        logger.info("update %d was handled by a concurrent copy; this one changes nothing", number)
+
+
+def _salvage(
+    app: web.Application,
+    data: dict[str, Any],
+    number: int,
+    exc: ValidationError | RecursionError,
+    received_at: float,
+    body: bytes,
+) -> tuple[Update | None, FailedUpdate]:
+    """An update aiogram cannot validate: count it, say once where it failed, and rebuild the
+    part the handlers read (see gateway/rawupdate.py)."""
+    bot = app[keys.BOT]
+    app[keys.METRICS].updates_unparsed.inc()
+    where = rawupdate.first_failure(exc)
+    usable = rawupdate.reduced(data)
+    update = None
+    if usable is not None:
+        try:
+            update = Update.model_validate(usable, context={"bot": bot})
+        except (ValidationError, RecursionError):
+            usable = None
+    handled = rawupdate.describe(usable)
+    logger.warning(
+        "update %d (%s) is not valid for aiogram at %s; acknowledged, kept as a dead letter, %s",
+        number,
+        rawupdate.kind(data),
+        where,
+        handled,
+    )
+    text = body.decode("utf-8", "replace")
+    return update, FailedUpdate(bot.id, number, received_at, where, handled, text)
+
+
+async def _feed(app: web.Application, update: Update) -> None:
+    """Hand one update to the dispatcher; a handler's failure is logged, not raised."""
     try:
         event_type = update.event_type
     except UpdateTypeLookupError:
-        # No type this aiogram knows (e.g. only `update_id`): nothing would handle it, and a 500
-        # would make Telegram retry it for hours.
+        # No type this aiogram knows (e.g. only `update_id`): nothing would handle it, and a
+        # non-2xx answer would make Telegram retry it for hours.
         app[keys.METRICS].updates.labels("unknown").inc()
         logger.warning("update %d has no known type; acknowledged, ignored", update.update_id)
-        return web.json_response({"ok": True})
+        return
     app[keys.METRICS].updates.labels(event_type).inc()
     try:
         await app[keys.DISPATCHER].feed_update(app[keys.BOT], update)
     except Exception:
         logger.exception("handling update %d failed; acknowledged anyway", update.update_id)
-    return web.json_response({"ok": True})
 
 
 class SourceGuard:

@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 
+from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import QueueSyncError, StartupError
 from gateway.queue import MemoryQueue, Queue, SqliteQueue, dbthread, schema
+from gateway.queue.base import FailedUpdate, UpdateRecord
+from gateway.queue.deadletters import read_failed_updates
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0
@@ -365,6 +368,52 @@ class TestContract:
         assert dict(zip(accepted, results, strict=True)) == accepted
         assert await queue.depth() == 0
         assert await queue.lanes() == {}
+
+    async def test_a_recorded_update_is_seen_and_not_recorded_twice(self, queue: Queue) -> None:
+        record = UpdateRecord(bot_id=7, update_id=100, digest="d1", received_at=T0)
+        assert not await queue.update_seen(7, 100, "d1")
+        first, second = message(1), message(2)
+        assert await queue.record_update(record, [first, second], forget_before=T0 - 10)
+        assert await queue.update_seen(7, 100, "d1")
+        assert not await queue.update_seen(8, 100, "d1")  # another bot's update 100
+        assert 0 < first.seq < second.seq
+        assert await queue.get(first.id) == first and await queue.depth() == 2
+
+        again = message(1)
+        assert not await queue.record_update(record, [again], forget_before=T0 - 10)
+        assert await queue.get(again.id) is None and await queue.depth() == 2
+        later = message(1)
+        await queue.put([later])
+        assert later.seq > second.seq  # numbering carries on after record_update's commands
+
+    async def test_the_same_id_with_another_content_is_a_new_update(self, queue: Queue) -> None:
+        """Update ids restart (a new sandbox, a bot silent for a week): only a re-send of the
+        same content is a duplicate."""
+        await queue.record_update(UpdateRecord(7, 1, "old", T0), [], forget_before=0)
+        assert not await queue.update_seen(7, 1, "new")
+        fresh = message(1)
+        assert await queue.record_update(UpdateRecord(7, 1, "new", T0 + 1), [fresh], 0)
+        assert await queue.update_seen(7, 1, "new") and not await queue.update_seen(7, 1, "old")
+        assert await queue.get(fresh.id) is not None
+
+    async def test_old_update_records_are_pruned(self, queue: Queue) -> None:
+        await queue.record_update(UpdateRecord(7, 1, "a", T0), [], forget_before=0)
+        await queue.record_update(UpdateRecord(7, 2, "b", T0 + 100), [], forget_before=T0 + 50)
+        assert not await queue.update_seen(7, 1, "a")
+        assert await queue.update_seen(7, 2, "b")
+
+    async def test_dead_letters_newest_first_and_bounded(self, queue: Queue) -> None:
+        assert await queue.failed_updates(10) == []
+        kept = c.FAILED_UPDATES_KEPT
+        for n in range(kept + 5):
+            failure = FailedUpdate(7, n, T0 + n, "message.poll: missing", "nothing", "{}")
+            await queue.record_update(UpdateRecord(7, n, "d", T0 + n, failure), [], 0)
+        newest = await queue.failed_updates(3)
+        assert [f.update_id for f in newest] == [kept + 4, kept + 3, kept + 2]
+        assert newest[0] == FailedUpdate(
+            7, kept + 4, T0 + kept + 4, "message.poll: missing", "nothing", "{}"
+        )
+        assert len(await queue.failed_updates(kept * 2)) == kept
 
 
 # --- SQLite only ------------------------------------------------------------------------------
@@ -714,3 +763,28 @@ async def test_an_unopenable_path_is_a_startup_error(tmp_path: Path, case: str) 
 def test_synchronous_must_be_a_known_level(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="synchronous"):
         SqliteQueue(tmp_path / "queue.db", synchronous="OFF")  # type: ignore[arg-type]
+
+
+async def test_update_records_survive_a_restart_and_dead_letters_read_while_open(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    await queue.open()
+    failure = FailedUpdate(7, 5, T0, "message.entities.0.length: missing", "dispatched", "{}")
+    dispatch = message(1)
+    await queue.record_update(UpdateRecord(7, 5, "d", T0, failure), [dispatch], 0)
+    try:  # the CLI's read-only view while the gateway holds the database
+        assert read_failed_updates(path, 10) == [failure]
+    finally:
+        await queue.close()
+    assert read_failed_updates(path, 10) == [failure]
+
+    reopened = SqliteQueue(path)
+    await reopened.open()
+    try:
+        assert await reopened.update_seen(7, 5, "d")
+        assert not await reopened.record_update(UpdateRecord(7, 5, "d", T0 + 1), [message(1)], 0)
+        assert await reopened.depth() == 1
+    finally:
+        await reopened.close()

@@ -10,9 +10,37 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.commands import Command, Status
+
+
+@dataclass(frozen=True)
+class FailedUpdate:
+    """A dead letter: a webhook update aiogram could not validate, acknowledged all the same."""
+
+    bot_id: int
+    update_id: int
+    received_at: float
+    #: The first field that failed validation, and why (no values from the update).
+    error: str
+    #: What the gateway still did with it (the sender, chat and command it could read).
+    handled: str
+    #: The update as received, JSON text.
+    body: str
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """A webhook update the gateway handled: its dedup key, and its dead letter if it has one."""
+
+    bot_id: int
+    update_id: int
+    #: The update's content hash: the same id with another content is a new update.
+    digest: str
+    received_at: float
+    failure: FailedUpdate | None = None
 
 
 class Queue(ABC):
@@ -113,3 +141,23 @@ class Queue(ABC):
     @abstractmethod
     async def depth(self) -> int:
         """How many commands are not final (queued or sending)."""
+
+    @abstractmethod
+    async def update_seen(self, bot_id: int, update_id: int, digest: str) -> bool:
+        """Whether this update (same bot, id and content) was recorded by `record_update`."""
+
+    @abstractmethod
+    async def record_update(
+        self, record: UpdateRecord, commands: Sequence[Command], forget_before: float
+    ) -> bool:
+        """Store, atomically, that an update was handled, its dead letter if any, and the
+        commands its handling produced (numbered as `put` numbers them).
+
+        False, storing nothing, when the same update (id and digest) is recorded already: a
+        concurrent re-send got there first. Records received before `forget_before` are
+        pruned; the newest `constants.FAILED_UPDATES_KEPT` dead letters are kept.
+        """
+
+    @abstractmethod
+    async def failed_updates(self, limit: int) -> list[FailedUpdate]:
+        """The newest dead letters, newest first."""

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from copy import deepcopy
 from typing import Any
 
+from gateway import constants as c
 from gateway.commands import Command, Status
-from gateway.queue.base import Queue
+from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 
 
 class MemoryQueue(Queue):
@@ -21,6 +22,9 @@ class MemoryQueue(Queue):
         #: key → ids accepted with it, oldest first.
         self._idempotency: dict[str, list[str]] = {}
         self._seq = itertools.count(1)
+        #: (bot, update id) → (digest, received at) of handled webhook updates.
+        self._updates: dict[tuple[int, int], tuple[str, float]] = {}
+        self._failed: deque[FailedUpdate] = deque(maxlen=c.FAILED_UPDATES_KEPT)
 
     async def put(self, commands: Sequence[Command]) -> None:
         for command in commands:
@@ -124,6 +128,32 @@ class MemoryQueue(Queue):
 
     async def depth(self) -> int:
         return sum(len(ids) for ids in self._lanes.values())
+
+    async def update_seen(self, bot_id: int, update_id: int, digest: str) -> bool:
+        seen = self._updates.get((bot_id, update_id))
+        return seen is not None and seen[0] == digest
+
+    async def record_update(
+        self, record: UpdateRecord, commands: Sequence[Command], forget_before: float
+    ) -> bool:
+        if await self.update_seen(record.bot_id, record.update_id, record.digest):
+            return False
+        # Kept in the order received (a replaced key moves to the end): prune from the front.
+        while self._updates:
+            oldest, (_, received_at) = next(iter(self._updates.items()))
+            if received_at >= forget_before:
+                break
+            del self._updates[oldest]
+        key = (record.bot_id, record.update_id)
+        self._updates.pop(key, None)
+        self._updates[key] = (record.digest, record.received_at)
+        if record.failure is not None:
+            self._failed.append(record.failure)
+        await self.put(commands)
+        return True
+
+    async def failed_updates(self, limit: int) -> list[FailedUpdate]:
+        return list(reversed(self._failed))[:limit]
 
     def _finish(self, command_id: str, status: Status, now: float, **fields: Any) -> None:
         command = self._commands[command_id]

@@ -28,15 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
 
+from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
-from gateway.queue.base import Queue
+from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.dbthread import DatabaseThread
+from gateway.queue.deadletters import NEWEST_FAILED, dead_letters
 from gateway.queue.schema import (
     COLUMNS,
     COMMANDS_TABLE,
+    FAILED_UPDATES_TABLE,
     INSERT_CHUNK,
     INSERT_WIDTH,
+    UPDATES_TABLE,
     insert_sql,
     migrate,
 )
@@ -60,6 +64,8 @@ _CLAIM = f"""UPDATE {COMMANDS_TABLE}
 _LANE_HEADS = f"""SELECT lane, min(seq), status, not_before FROM {COMMANDS_TABLE}
     WHERE {_NOT_FINAL} GROUP BY lane"""
 
+
+_SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = ? AND update_id = ?"
 
 _T = TypeVar("_T")
 #: A write job: runs in the database thread, inside the batch's transaction.
@@ -230,6 +236,62 @@ class SqliteQueue(Queue):
         count: int = rows[0][0]
         return count
 
+    async def update_seen(self, bot_id: int, update_id: int, digest: str) -> bool:
+        rows = await self._read(_SEEN, (bot_id, update_id))
+        return bool(rows) and rows[0]["digest"] == digest
+
+    async def record_update(
+        self, record: UpdateRecord, commands: Sequence[Command], forget_before: float
+    ) -> bool:
+        rows = [_row(command) for command in commands]
+
+        def store(db: sqlite3.Connection) -> int | None:
+            seen = db.execute(_SEEN, (record.bot_id, record.update_id)).fetchone()
+            if seen is not None and seen["digest"] == record.digest:
+                return None
+            db.execute(f"DELETE FROM {UPDATES_TABLE} WHERE received_at < ?", (forget_before,))
+            db.execute(
+                f"INSERT OR REPLACE INTO {UPDATES_TABLE} VALUES (?, ?, ?, ?)",
+                (record.bot_id, record.update_id, record.digest, record.received_at),
+            )
+            failure = record.failure
+            if failure is not None:
+                db.execute(
+                    f"""INSERT INTO {FAILED_UPDATES_TABLE}
+                        (bot_id, update_id, received_at, error, handled, body)
+                        VALUES (?, ?, ?, ?, ?, ?)""",
+                    (
+                        failure.bot_id,
+                        failure.update_id,
+                        failure.received_at,
+                        failure.error,
+                        failure.handled,
+                        failure.body,
+                    ),
+                )
+                db.execute(
+                    f"""DELETE FROM {FAILED_UPDATES_TABLE} WHERE seq <=
+                        (SELECT max(seq) FROM {FAILED_UPDATES_TABLE}) - ?""",
+                    (c.FAILED_UPDATES_KEPT,),
+                )
+            first = self._seq + 1
+            self._seq += len(rows)
+            values = [v for n, row in enumerate(rows) for v in (row[0], first + n, *row[1:])]
+            for start in range(0, len(values), INSERT_CHUNK * INSERT_WIDTH):
+                chunk = values[start : start + INSERT_CHUNK * INSERT_WIDTH]
+                db.execute(insert_sql(len(chunk) // INSERT_WIDTH), chunk)
+            return first
+
+        first = await self._write(store)
+        if first is None:
+            return False
+        for offset, command in enumerate(commands):
+            command.seq = first + offset
+        return True
+
+    async def failed_updates(self, limit: int) -> list[FailedUpdate]:
+        return dead_letters(await self._read(NEWEST_FAILED, (limit,)))
+
     # --- the connection ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
@@ -313,6 +375,9 @@ class SqliteQueue(Queue):
             values[start : start + INSERT_CHUNK * INSERT_WIDTH]
             for start in range(0, len(values), INSERT_CHUNK * INSERT_WIDTH)
         ]
+        # Allotted before the jobs run, so a job that inserts commands (record_update) numbers
+        # them after this batch's; a rolled-back batch leaves a gap, which is harmless.
+        self._seq = seq
         if len(inserts) == 1 and not jobs:
             db.execute(insert_sql(len(values) // INSERT_WIDTH), values)
         else:
@@ -328,7 +393,6 @@ class SqliteQueue(Queue):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-        self._seq = seq
         return results
 
 
