@@ -21,6 +21,9 @@ class MemoryQueue(Queue):
         #: key → ids accepted with it, oldest first.
         self._idempotency: dict[str, list[str]] = {}
         self._seq = itertools.count(1)
+        #: (client, signature) → when it expires; swept at most once a second.
+        self._signatures: dict[tuple[str, str], float] = {}
+        self._swept = 0.0
 
     async def put(self, commands: Sequence[Command]) -> None:
         for command in commands:
@@ -113,6 +116,18 @@ class MemoryQueue(Queue):
     async def save_progress(self, command_id: str, result: Any, now: float) -> None:
         command = self._commands[command_id]
         command.result, command.updated_at = deepcopy(result), now
+
+    async def remember_signature(
+        self, client: str, signature: str, expires: float, now: float
+    ) -> bool:
+        if now - self._swept >= 1.0:
+            self._signatures = {k: t for k, t in self._signatures.items() if t >= now}
+            self._swept = now
+        key = (client, signature)
+        if self._signatures.get(key, -1.0) >= now:
+            return False
+        self._signatures[key] = expires
+        return True
 
     async def recover(self) -> int:
         count = 0

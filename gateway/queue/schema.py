@@ -17,6 +17,8 @@ from gateway.errors import StartupError
 logger = logging.getLogger(__name__)
 
 COMMANDS_TABLE: Final = "commands"
+#: Request signatures seen, per API client, until they expire (replay refusal).
+SIGNATURES_TABLE: Final = "signatures"
 #: The columns, in the order every SELECT and INSERT of the queue uses.
 COLUMNS: Final = (
     "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
@@ -93,6 +95,17 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             WHERE idempotency_key IS NOT NULL""",
         f"""CREATE INDEX {COMMANDS_TABLE}_awaiting ON {COMMANDS_TABLE} (seq)
             WHERE status = 'awaiting_reply'""",
+    ),
+    4: (),
+    # The replay cache: a signature is refused while it is valid, across restarts.
+    5: (
+        f"""CREATE TABLE {SIGNATURES_TABLE} (
+            client TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (client, signature)
+        ) WITHOUT ROWID""",
+        f"CREATE INDEX {SIGNATURES_TABLE}_expires ON {SIGNATURES_TABLE} (expires)",
     ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
