@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from gateway import constants as c
+from gateway.egress import parse_networks
 from gateway.errors import ConfigError
 from gateway.routes import Route, parse_routes
 from gateway.secretfiles import (
@@ -63,8 +64,11 @@ class ServerSettings:
     clients_file: str = c.DEFAULT_CLIENTS_FILE
     #: A private key readable by group or others: "refuse" to start, or "warn" and go on.
     key_permissions: KeyPermissions = "refuse"
-    #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated).
+    #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated);
+    #: each API client's callbacks are signed with a key derived from it for that client.
     callback_secret_file: str = c.DEFAULT_CALLBACK_SECRET_FILE
+    #: The only networks (CIDRs) a client's `callback_url` may point into; empty: no callbacks.
+    callback_allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -383,6 +387,7 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
                 raise ConfigError(
                     f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
                 ) from None
+    parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
     api = urlsplit(telegram.api_base)
     if api.scheme not in {"http", "https"} or not api.hostname:
         raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")
