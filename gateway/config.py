@@ -25,6 +25,7 @@ from gateway.routes import Route, parse_routes
 from gateway.secretfiles import (
     ENV_TOKEN,
     Secret,
+    check_permissions,
     read_allowed_users,
     read_or_create_secret,
     read_token,
@@ -62,7 +63,8 @@ class ServerSettings:
     body_limit: int = c.DEFAULT_BODY_LIMIT
     #: The API clients (hashed tokens, scopes); managed with `gateway token`.
     clients_file: str = c.DEFAULT_CLIENTS_FILE
-    #: A private key readable by group or others: "refuse" to start, or "warn" and go on.
+    #: A private key or secrets file (bot token, clients file, webhook, callback and route
+    #: secrets) readable by group or others: "refuse" to start, or "warn" and go on.
     key_permissions: KeyPermissions = "refuse"
     #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated);
     #: each API client's callbacks are signed with a key derived from it for that client.
@@ -199,7 +201,8 @@ def load_config(
         name: _build_section(name, cls, raw.pop(name, {}), env, source)
         for name, cls in SECTIONS.items()
     }
-    routes = parse_routes(raw.pop("routes", []), base, source)
+    policy = sections["server"].key_permissions
+    routes = parse_routes(raw.pop("routes", []), base, source, policy)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -215,6 +218,7 @@ def load_config(
         telegram.token_file,
         telegram.token_file == c.DEFAULT_TOKEN_FILE,
         env,
+        policy,
     )
     allowed = read_allowed_users(
         _resolve(base, telegram.allowed_users_file),
@@ -222,8 +226,10 @@ def load_config(
         sandbox.demo_user if token is None else None,
     )
     secret = read_webhook_secret(
-        _resolve(base, telegram.secret_token_file), telegram.secret_token_file
+        _resolve(base, telegram.secret_token_file), telegram.secret_token_file, policy
     )
+    # The clients file holds signing secrets; the gateway reads it at start and on changes.
+    check_permissions(_resolve(base, server.clients_file), server.clients_file, policy)
     public_url = _public_url(server, sandbox_mode=token is None)
     cert, key = _certificate_paths(base, server)
     return Config(
@@ -247,6 +253,7 @@ def load_config(
                 _resolve(base, server.callback_secret_file),
                 server.callback_secret_file,
                 "callback signing key",
+                policy,
             )
         ),
         source=source,
