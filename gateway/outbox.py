@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway import constants as c
@@ -23,7 +24,9 @@ class Outbox:
     def __init__(self, queue: Queue, worker: Worker) -> None:
         self._queue = queue
         self._worker = worker
-        self._lock = asyncio.Lock()
+        #: key → (its lock, how many requests hold or wait for it): only keys in use are
+        #: here, so the map is bounded by the requests in flight.
+        self._keys: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     async def submit(self, commands: Sequence[Command]) -> Sequence[Command]:
         """Store `commands` (durably, for a durable queue) and schedule them."""
@@ -40,12 +43,25 @@ class Outbox:
             return await self.submit(commands), None
         for command in commands:
             command.idempotency_key = key
-        async with self._lock:  # two concurrent repeats must not both get through
+        async with self._exclusive(key):  # two concurrent repeats must not both get through
             since = time.time() - c.IDEMPOTENCY_WINDOW_SECONDS
             original = await self._queue.find_idempotent(key, since)
             if original is not None:
                 return [], original
             return await self.submit(commands), None
+
+    @asynccontextmanager
+    async def _exclusive(self, key: str) -> AsyncIterator[None]:
+        """Hold `key`'s lock: requests with other keys (or none) do not wait for it."""
+        lock, users = self._keys.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._keys[key]
 
     async def send(self, method: str, **params: Any) -> Command:
         """Queue one Bot API call made by the gateway itself (a reply, a notice)."""
