@@ -5,7 +5,9 @@ background), one aiohttp client with `--concurrency` keep-alive connections, the
 bodies (`{"chat_id": <1..100>, "text": "bench"}`). Rounds alternate: unkeyed, keyed (every
 request carries an `Idempotency-Key` of its own, so each is looked up and then queued), unkeyed,
 ...; after a warm-up of each, the figures are the medians over rounds and keyed / unkeyed
-[target >= 0.8]. Both modes hit the same process, so the background delivery costs both alike.
+[target >= 0.8], and the gateway's CPU time per answered request (utime + stime of all its
+threads), which the machine's noise moves less. Both modes hit the same process, so the
+background delivery costs both alike.
 
     .venv/bin/python bench/idempotency.py [--rounds 5] [--seconds 5] [--concurrency 32]
 """
@@ -22,6 +24,7 @@ import time
 import aiohttp
 from common import (
     JSON_HEADERS,
+    cpu_seconds,
     create_chats,
     enqueue_body,
     gateway_process,
@@ -83,13 +86,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             for mode in MODES:
                 await load(http, url, mode == "keyed", args.warmup, args.concurrency)
             rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+            cpu_us: dict[str, list[float]] = {mode: [] for mode in MODES}
             errors = 0
             for index in range(args.rounds):
                 for mode in MODES:
+                    before = cpu_seconds(gw.pid)
                     ok, bad, elapsed = await load(
                         http, url, mode == "keyed", args.seconds, args.concurrency
                     )
                     rates[mode].append(ok / elapsed)
+                    cpu_us[mode].append(1e6 * (cpu_seconds(gw.pid) - before) / max(ok, 1))
                     errors += bad
                     print(f"  round {index + 1} {mode:<8} {ok / elapsed:8.0f} req/s", flush=True)
             counters = await scrape_metrics(http, gw.url)
@@ -111,6 +117,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "ratio_median_of_pairs": round(statistics.median(pairs), 3),
         "target_ratio": TARGET,
         "met": ratio >= TARGET,
+        "gateway_cpu_us_per_request": {
+            mode: round(statistics.median(values)) for mode, values in cpu_us.items()
+        },
         "errors": errors,
         "rounds": {mode: [round(r, 1) for r in values] for mode, values in rates.items()},
         "gateway_accepted_total": counters.get("gateway_commands_accepted_total"),
@@ -134,7 +143,8 @@ def main() -> None:
     print(
         f"unkeyed {result['unkeyed_median_rps']} req/s, keyed {result['keyed_median_rps']} req/s "
         f"(medians); keyed/unkeyed {result['ratio']} (target >= {TARGET}: "
-        f"{'met' if result['met'] else 'NOT met'}); errors {result['errors']}"
+        f"{'met' if result['met'] else 'NOT met'}); gateway CPU/request "
+        f"{result['gateway_cpu_us_per_request']} us; errors {result['errors']}"
     )
     print(f"-> {path}")
 

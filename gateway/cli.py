@@ -86,9 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("gen-cert", help="generate a self-signed certificate for the webhook")
     add_gen_cert_arguments(cert)
 
-    token = sub.add_parser(
-        "token", help="manage API clients (add, list, revoke, callback-key)"
-    )
+    token = sub.add_parser("token", help="manage API clients (add, list, revoke, callback-key)")
     token.add_argument(
         "--file",
         default=os.environ.get("GATEWAY_SERVER_CLIENTS_FILE", c.DEFAULT_CLIENTS_FILE),

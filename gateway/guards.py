@@ -67,9 +67,7 @@ class SignatureVerifier:
         self._queue = queue
         self._clock = clock
 
-    async def verify(
-        self, client: str, secret: str, body: bytes, header: str | None
-    ) -> str | None:
+    async def verify(self, client: str, secret: str, body: bytes, header: str | None) -> str | None:
         """None when the signature is good (and now used up), else what is wrong with it."""
         now = self._clock()
         problem = check_signature(secret, body, header, now)
