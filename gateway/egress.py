@@ -25,10 +25,10 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.commands import Command
@@ -162,14 +162,14 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def guarded_socket(networks: Networks) -> Any:
+def guarded_socket(networks: Networks) -> SocketFactoryType:
     """An aiohttp `socket_factory` that refuses to connect outside `networks`.
 
     It sees the very address the connection goes to, whatever resolved it (or an IP literal,
     which aiohttp does not resolve): the last line of defence.
     """
 
-    def factory(addr_info: tuple[Any, ...]) -> socket.socket:
+    def factory(addr_info: AddrInfoType) -> socket.socket:
         family, kind, proto, _, sockaddr = addr_info
         if not allowed(str(sockaddr[0]), networks):
             raise OSError(errno.EACCES, f"{sockaddr[0]} is outside {SETTING}")
