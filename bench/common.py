@@ -129,6 +129,7 @@ def make_workspace(root: Path, exclude_hosts: Sequence[str] = ()) -> Workspace:
     secrets_dir = root / "config" / "secrets"
     secrets_dir.mkdir(parents=True, mode=0o700)
     (secrets_dir / "bot_api.txt").write_text(token + "\n")
+    (secrets_dir / "bot_api.txt").chmod(0o600)  # the gateway refuses a token others can read
     (secrets_dir / "allowed_user.txt").write_text(f"{DEMO_USER}\n")
     api_token, _ = add_client(secrets_dir / "api_clients.toml", "bench")
     write_certificate(root / "certs", host, 2)

@@ -16,6 +16,7 @@ from gateway import keys
 from gateway.auth import CLIENT
 from gateway.clients import ApiClient
 from gateway.commands import Command
+from gateway.egress import check_callbacks
 from gateway.errors import InputError
 from gateway.http import read_json_object
 from gateway.openapi import build_openapi
@@ -46,6 +47,7 @@ async def enqueue_command(request: web.Request) -> web.Response:
             command.meta["reply_to"] = dispatch.id
     client = request[CLIENT]
     check_scope(client, parsed.commands)
+    await check_callbacks(parsed.commands, app[keys.SERVICES].callback_networks)
     for command in parsed.commands:
         command.client = client.name
     # Keys are per client: one client cannot learn about another's commands through them.

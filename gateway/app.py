@@ -17,6 +17,7 @@ from gateway import constants as c
 from gateway.auth import authenticate
 from gateway.clients import ApiClient, ClientRegistry
 from gateway.config import Config
+from gateway.egress import parse_networks
 from gateway.errors import StartupError
 from gateway.flood import FloodController, FloodLimits
 from gateway.guards import RateLimiter, SignatureVerifier
@@ -51,9 +52,9 @@ def create_app(
     )
     app[keys.CONFIG] = config
     app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
-    app[keys.SIGNATURES] = SignatureVerifier()
     app[keys.RATE_LIMITER] = RateLimiter()
     app[keys.QUEUE] = queue or _make_queue(config)
+    app[keys.SIGNATURES] = SignatureVerifier(app[keys.QUEUE])
     app[keys.BOT] = create_bot(config.bot_token.reveal(), config.telegram.api_base)
     app[keys.WEBHOOK] = keys.WebhookStatus()
     flood = FloodController(
@@ -73,6 +74,7 @@ def create_app(
         {route.command: route for route in config.routes},
         app[keys.OUTBOX],
         config.callback_secret.reveal(),
+        parse_networks(config.server.callback_allowed_networks),
     )
     app[keys.SERVICES] = services
     app[keys.WORKER].use_services(services, services.tell_user)

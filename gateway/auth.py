@@ -6,7 +6,8 @@ also sign each request:
 
     X-Gateway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>
 
-accepted within five minutes of the gateway's clock, each signature once. A client with a rate
+accepted within five minutes of the gateway's clock, each signature once (the signatures seen
+are kept in the queue database, so a restart does not open a replay window). A client with a rate
 limit gets 429 with `Retry-After` beyond it. The checks run in that order, so an anonymous caller
 learns nothing but "401".
 """
@@ -61,8 +62,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         raise unauthorized("invalid or revoked API token")
     if client.signing_secret is not None:
         body = await request.read()
-        problem = app[keys.SIGNATURES].verify(
-            client.signing_secret.reveal(), body, request.headers.get(SIGNATURE_HEADER)
+        problem = await app[keys.SIGNATURES].verify(
+            client.name,
+            client.signing_secret.reveal(),
+            body,
+            request.headers.get(SIGNATURE_HEADER),
         )
         if problem:
             raise unauthorized(problem)

@@ -38,9 +38,11 @@ from gateway.clients import (
 from gateway.config import Config, load_config
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
+from gateway.guards import callback_key
 from gateway.queue.base import FailedUpdate
 from gateway.queue.deadletters import read_failed_updates
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
+from gateway.secretfiles import read_or_create_secret
 from gateway.server import sandbox, serve, with_api_base
 
 logger = logging.getLogger("gateway")
@@ -89,11 +91,18 @@ def _parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("gen-cert", help="generate a self-signed certificate for the webhook")
     add_gen_cert_arguments(cert)
 
-    token = sub.add_parser("token", help="manage API clients (add, list, revoke)")
+    token = sub.add_parser("token", help="manage API clients (add, list, revoke, callback-key)")
     token.add_argument(
         "--file",
         default=os.environ.get("GATEWAY_SERVER_CLIENTS_FILE", c.DEFAULT_CLIENTS_FILE),
         help=f"the clients file (default {c.DEFAULT_CLIENTS_FILE})",
+    )
+    token.add_argument(
+        "--callback-secret-file",
+        default=os.environ.get(
+            "GATEWAY_SERVER_CALLBACK_SECRET_FILE", c.DEFAULT_CALLBACK_SECRET_FILE
+        ),
+        help=f"the gateway's callback secret (default {c.DEFAULT_CALLBACK_SECRET_FILE})",
     )
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a client and print its token once")
@@ -105,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list clients (never their tokens)")
     revoke = actions.add_parser("revoke", help="remove a client")
     revoke.add_argument("name")
+    key = actions.add_parser(
+        "callback-key", help="print the key that signs a client's callbacks (callback_url)"
+    )
+    key.add_argument("name")
 
     updates = sub.add_parser("updates", help="inspect webhook updates (dead letters)")
     update_actions = updates.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -283,6 +296,8 @@ def _cmd_token(args: argparse.Namespace) -> int:
             if secret:
                 print("Its signing secret (sign every request with it, see README):")
                 print(f"  {secret}")
+            print("Its callback key (checks X-Gateway-Signature on its callbacks, see README):")
+            print(f"  {_callback_key(args)}")
             print("A running gateway picks it up within seconds (or at once on SIGHUP).")
         elif args.action == "list":
             clients = read_clients(path)
@@ -290,6 +305,10 @@ def _cmd_token(args: argparse.Namespace) -> int:
                 print(f"no API clients in {path}")
             for client in clients:
                 print(_describe_client(client))
+        elif args.action == "callback-key":
+            if not any(client.name == args.name for client in read_clients(path)):
+                raise ConfigError(f"no client named {args.name!r} in {path}")
+            print(_callback_key(args))
         else:
             revoke_client(path, args.name)
             print(f"Revoked API client {args.name!r}; its token stops working within seconds.")
@@ -332,6 +351,12 @@ def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:
         "handled": update.handled,
         "update": body,
     }
+def _callback_key(args: argparse.Namespace) -> str:
+    """The client's callback key, derived from the callback secret (created if missing)."""
+    secret = read_or_create_secret(
+        Path(args.callback_secret_file), args.callback_secret_file, "callback signing key"
+    )
+    return callback_key(secret, args.name)
 
 
 def _chat_arg(value: str) -> int | str:

@@ -19,11 +19,13 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from gateway import constants as c
+from gateway.egress import parse_networks
 from gateway.errors import ConfigError
 from gateway.routes import Route, parse_routes
 from gateway.secretfiles import (
     ENV_TOKEN,
     Secret,
+    check_permissions,
     read_allowed_users,
     read_or_create_secret,
     read_token,
@@ -61,10 +63,14 @@ class ServerSettings:
     body_limit: int = c.DEFAULT_BODY_LIMIT
     #: The API clients (hashed tokens, scopes); managed with `gateway token`.
     clients_file: str = c.DEFAULT_CLIENTS_FILE
-    #: A private key readable by group or others: "refuse" to start, or "warn" and go on.
+    #: A private key or secrets file (bot token, clients file, webhook, callback and route
+    #: secrets) readable by group or others: "refuse" to start, or "warn" and go on.
     key_permissions: KeyPermissions = "refuse"
-    #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated).
+    #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated);
+    #: each API client's callbacks are signed with a key derived from it for that client.
     callback_secret_file: str = c.DEFAULT_CALLBACK_SECRET_FILE
+    #: The only networks (CIDRs) a client's `callback_url` may point into; empty: no callbacks.
+    callback_allowed_networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,8 @@ def load_config(
         name: _build_section(name, cls, raw.pop(name, {}), env, source)
         for name, cls in SECTIONS.items()
     }
-    routes = parse_routes(raw.pop("routes", []), base, source)
+    policy = sections["server"].key_permissions
+    routes = parse_routes(raw.pop("routes", []), base, source, policy)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -211,6 +218,7 @@ def load_config(
         telegram.token_file,
         telegram.token_file == c.DEFAULT_TOKEN_FILE,
         env,
+        policy,
     )
     allowed = read_allowed_users(
         _resolve(base, telegram.allowed_users_file),
@@ -218,8 +226,10 @@ def load_config(
         sandbox.demo_user if token is None else None,
     )
     secret = read_webhook_secret(
-        _resolve(base, telegram.secret_token_file), telegram.secret_token_file
+        _resolve(base, telegram.secret_token_file), telegram.secret_token_file, policy
     )
+    # The clients file holds signing secrets; the gateway reads it at start and on changes.
+    check_permissions(_resolve(base, server.clients_file), server.clients_file, policy)
     public_url = _public_url(server, sandbox_mode=token is None)
     cert, key = _certificate_paths(base, server)
     return Config(
@@ -243,6 +253,7 @@ def load_config(
                 _resolve(base, server.callback_secret_file),
                 server.callback_secret_file,
                 "callback signing key",
+                policy,
             )
         ),
         source=source,
@@ -383,6 +394,7 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
                 raise ConfigError(
                     f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
                 ) from None
+    parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
     api = urlsplit(telegram.api_base)
     if api.scheme not in {"http", "https"} or not api.hostname:
         raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")

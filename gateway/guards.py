@@ -5,19 +5,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+
+from gateway.queue.base import Queue
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
 SIGNATURE_WINDOW_SECONDS = 300
-#: Signatures remembered for replay detection (the window's worth, bounded).
-MAX_REMEMBERED_SIGNATURES = 100_000
+#: What a client's callback key is derived from (with the client's name).
+CALLBACK_KEY_LABEL = b"telegram-gateway callback key\x00"
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     """The `X-Gateway-Signature` value for `body` at `timestamp` (clients do the same)."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def callback_key(callback_secret: str, client: str | None) -> str:
+    """The key that signs the callbacks of API client `client`: HMAC-SHA256 of its name under
+    the gateway's callback secret, so each client can check its callbacks without being able to
+    forge another's. None (a callback queued before per-client keys) → the secret itself."""
+    if client is None:
+        return callback_secret
+    mac = hmac.new(callback_secret.encode(), CALLBACK_KEY_LABEL + client.encode(), hashlib.sha256)
+    return mac.hexdigest()
 
 
 def check_signature(secret: str, body: bytes, header: str | None, now: float) -> str | None:
@@ -45,13 +56,18 @@ def _fields(header: str) -> dict[str, str]:
 
 
 class SignatureVerifier:
-    """Checks signatures: fresh, correct (constant time), and never seen before."""
+    """Checks signatures: fresh, correct (constant time), and never seen before.
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    The signatures seen are kept in the queue's storage, per client, until they expire (the
+    signature window): a captured request cannot be replayed after a restart either, and one
+    busy client cannot push another's signatures out of a bounded memory.
+    """
+
+    def __init__(self, queue: Queue, clock: Callable[[], float] = time.time) -> None:
+        self._queue = queue
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def verify(self, secret: str, body: bytes, header: str | None) -> str | None:
+    async def verify(self, client: str, secret: str, body: bytes, header: str | None) -> str | None:
         """None when the signature is good (and now used up), else what is wrong with it."""
         now = self._clock()
         problem = check_signature(secret, body, header, now)
@@ -59,21 +75,10 @@ class SignatureVerifier:
             return problem
         assert header is not None
         fields = _fields(header)
-        presented = fields["v1"]
-        self._forget(now)
-        if presented in self._seen:
+        expires = int(fields["t"]) + SIGNATURE_WINDOW_SECONDS
+        if not await self._queue.remember_signature(client, fields["v1"], expires, now):
             return "signature already used (replay)"
-        self._seen[presented] = int(fields["t"]) + SIGNATURE_WINDOW_SECONDS
-        while len(self._seen) > MAX_REMEMBERED_SIGNATURES:
-            self._seen.popitem(last=False)
         return None
-
-    def _forget(self, now: float) -> None:
-        while self._seen:
-            signature, expires = next(iter(self._seen.items()))
-            if expires >= now:
-                break
-            del self._seen[signature]
 
 
 class RateLimiter:

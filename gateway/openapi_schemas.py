@@ -199,7 +199,10 @@ def _schemas() -> dict[str, Any]:
                 },
                 "callback_url": {
                     "type": ["string", "null"],
-                    "description": "An http(s) URL the outcome is POSTed to, signed.",
+                    "description": "An http(s) URL the outcome is POSTed to, signed with "
+                    "the client's callback key. Its address must lie in `[server] "
+                    "callback_allowed_networks` (none by default: 400 `forbidden_url`); "
+                    "`user@host` URLs are refused.",
                 },
                 "answerers": {
                     "type": ["array", "null"],

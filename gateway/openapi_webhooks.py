@@ -1,8 +1,9 @@
 """The OpenAPI `webhooks` section: what the gateway POSTs to internal services.
 
 Two calls leave the gateway: a routed bot command to a route's `url`, and a question's outcome to
-its `callback_url`. Both are signed with `X-Gateway-Signature` (the route's key, or the callback
-key) and documented here so services can be generated from, or checked against, the document.
+its `callback_url`. Both are signed with `X-Gateway-Signature` (the route's key, or the asking
+client's callback key) and documented here so services can be generated from, or checked
+against, the document.
 """
 
 from __future__ import annotations
@@ -91,9 +92,12 @@ def outbound_webhooks() -> dict[str, Any]:
         "questionOutcome": {
             "post": {
                 "summary": "A question's answer (or expiry), sent to its callback_url",
-                "description": "Signed with the callback key (or the route's key for a "
-                "service's own question); retried until it answers 2xx, within the delivery "
-                "budget.",
+                "description": "Signed with the asking API client's own callback key "
+                "(HMAC-SHA256 of the client's name under the callback secret; `gateway token "
+                "callback-key NAME` prints it), or with the route's key for a service's own "
+                "question; retried until it answers 2xx, within the delivery budget. Sent only "
+                "to addresses in `[server] callback_allowed_networks` (checked when the "
+                "question is accepted and again when connecting); redirects are not followed.",
                 "parameters": [SIGNATURE],
                 "requestBody": {"content": {"application/json": {"schema": OUTCOME}}},
                 "responses": {"200": {"description": "Received (any 2xx)."}},

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,7 +28,9 @@ class Outbox:
     def __init__(self, queue: Queue, worker: Worker) -> None:
         self._queue = queue
         self._worker = worker
-        self._lock = asyncio.Lock()
+        #: key → (its lock, how many requests hold or wait for it): only keys in use are
+        #: here, so the map is bounded by the requests in flight.
+        self._keys: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     async def submit(self, commands: Sequence[Command]) -> Sequence[Command]:
         """Store `commands` (durably, for a durable queue) and schedule them."""
@@ -49,12 +51,25 @@ class Outbox:
             return await self.submit(commands), None
         for command in commands:
             command.idempotency_key = key
-        async with self._lock:  # two concurrent repeats must not both get through
+        async with self._exclusive(key):  # two concurrent repeats must not both get through
             since = time.time() - c.IDEMPOTENCY_WINDOW_SECONDS
             original = await self._queue.find_idempotent(key, since)
             if original is not None:
                 return [], original
             return await self.submit(commands), None
+
+    @asynccontextmanager
+    async def _exclusive(self, key: str) -> AsyncIterator[None]:
+        """Hold `key`'s lock: requests with other keys (or none) do not wait for it."""
+        lock, users = self._keys.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._keys[key]
 
     async def send(self, method: str, **params: Any) -> Command:
         """Queue one Bot API call made by the gateway itself (a reply, a notice)."""

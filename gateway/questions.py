@@ -79,7 +79,8 @@ def ask(
         "buttons": buttons,
         "timeout_s": timeout_s,
         "callback_url": callback_url,
-        #: Whose key signs the callback: a route's (its own service asked), else the gateway's.
+        #: Whose key signs the callback: a route's (its own service asked), else the asking
+        #: API client's callback key.
         "callback_route": callback_route,
         "answerers": sorted(answerers) if answerers is not None else None,
         **(context or {}),
@@ -99,14 +100,18 @@ def parse_data(data: str | None) -> tuple[str, int, int] | None:
 
 
 def callback_command(
-    url: str, payload: dict[str, Any], route: str | None, attempts: int
+    url: str, payload: dict[str, Any], route: str | None, attempts: int, client: str | None = None
 ) -> Command:
-    """A queued, signed POST of a question's outcome to its `callback_url`."""
+    """A queued, signed POST of a question's outcome to its `callback_url` (signed with
+    `route`'s key, or else with API client `client`'s callback key)."""
+    meta = {"url": url, "payload": payload, "route": route, "max_attempts": attempts}
+    if client is not None:
+        meta["client"] = client
     return Command(
         method=c.CALLBACK_METHOD,
         params={},
         lane=f"{c.SERVICE_LANE}callback:{payload['id']}",
-        meta={"url": url, "payload": payload, "route": route, "max_attempts": attempts},
+        meta=meta,
     )
 
 
@@ -241,7 +246,11 @@ class Questions:
             await self._outbox.submit(
                 [
                     callback_command(
-                        spec["callback_url"], payload, spec.get("callback_route"), self._attempts
+                        spec["callback_url"],
+                        payload,
+                        spec.get("callback_route"),
+                        self._attempts,
+                        command.client,
                     )
                 ]
             )

@@ -49,7 +49,9 @@ class Route:
         return self.allowed_users is None or user_id in self.allowed_users
 
 
-def parse_routes(raw: Any, base: Path, source: str) -> tuple[Route, ...]:
+def parse_routes(
+    raw: Any, base: Path, source: str, permissions: str = "refuse"
+) -> tuple[Route, ...]:
     """The `[[routes]]` array of tables; secret files are read (or generated)."""
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: 'routes' must be an array of tables ([[routes]])")
@@ -61,7 +63,7 @@ def parse_routes(raw: Any, base: Path, source: str) -> tuple[Route, ...]:
         unknown = sorted(set(entry) - FIELDS)
         if unknown:
             raise ConfigError(f"{where}: unknown key '{unknown[0]}'")
-        routes.append(_route(entry, base, where))
+        routes.append(_route(entry, base, where, permissions))
     seen: set[str] = set()
     for route in routes:
         if route.command in seen:
@@ -70,7 +72,7 @@ def parse_routes(raw: Any, base: Path, source: str) -> tuple[Route, ...]:
     return tuple(routes)
 
 
-def _route(entry: dict[str, Any], base: Path, where: str) -> Route:
+def _route(entry: dict[str, Any], base: Path, where: str, permissions: str) -> Route:
     command = entry.get("command")
     if not isinstance(command, str) or not COMMAND_RE.match(command):
         raise ConfigError(f"{where}: command must be 1-32 of a-z 0-9 _ (without the /)")
@@ -86,7 +88,9 @@ def _route(entry: dict[str, Any], base: Path, where: str) -> Route:
     if not isinstance(secret_name, str) or not secret_name:
         raise ConfigError(f"{where}: secret_file must be a path")
     secret_path = Path(secret_name) if Path(secret_name).is_absolute() else base / secret_name
-    secret = read_or_create_secret(secret_path, secret_name, f"signing key of /{command}")
+    secret = read_or_create_secret(
+        secret_path, secret_name, f"signing key of /{command}", permissions
+    )
     if len(secret) < 16:
         raise ConfigError(f"{secret_name}: the signing key must be at least 16 characters")
     timeout = entry.get("timeout_s", 10)

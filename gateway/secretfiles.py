@@ -1,7 +1,8 @@
 """The secrets files: the bot token, the allowed users, generated secrets.
 
 Read once at start-up by `gateway.config.load_config`. Messages name the file as configured and
-never contain a secret.
+never contain a secret. A secrets file that group or others may read is refused (or, with
+`[server] key_permissions = "warn"`, reported) before it is used: `check_permissions`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from gateway.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 ENV_TOKEN = "GATEWAY_BOT_TOKEN"
+#: `[server] key_permissions`: what a secrets file readable by others does to start-up.
+REFUSE, WARN = "refuse", "warn"
 
 
 class Secret:
@@ -46,11 +49,37 @@ class Secret:
         return hash(self._value)
 
 
-def read_token(path: Path, name: str, is_default: bool, env: Mapping[str, str]) -> Secret | None:
+def check_permissions(path: Path, name: str, policy: str = REFUSE) -> None:
+    """Refuse (ConfigError, one line naming the file and the fix) or warn when group or others
+    have any access to the secrets file at `path`; nothing when it is missing."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing or unreadable: reading it says so
+    if not mode & 0o077:
+        return
+    problem = (
+        f"{name}: secrets file is accessible by group or others (mode {mode & 0o777:04o}); "
+        f"run: chmod 600 {path}"
+    )
+    if policy == WARN:
+        logger.warning('%s (key_permissions = "warn": starting anyway)', problem)
+        return
+    raise ConfigError(f'{problem} (or set [server] key_permissions = "warn")')
+
+
+def read_token(
+    path: Path,
+    name: str,
+    is_default: bool,
+    env: Mapping[str, str],
+    permissions: str = REFUSE,
+) -> Secret | None:
     """The bot token from GATEWAY_BOT_TOKEN or its file; None (sandbox mode) when neither
     exists and the file is the default one."""
     if env.get(ENV_TOKEN, "").strip():
         return _checked_token(env[ENV_TOKEN].strip(), ENV_TOKEN)
+    check_permissions(path, name, permissions)
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -101,11 +130,13 @@ def read_allowed_users(path: Path, name: str, demo_user: int | None) -> frozense
     return frozenset(users)
 
 
-def read_or_create_secret(path: Path, name: str, what: str) -> str:
+def read_or_create_secret(path: Path, name: str, what: str, permissions: str = REFUSE) -> str:
     """A secret from its file, generated (32 random bytes, mode 0600) when the file is missing.
 
-    `name` is the path as configured (for messages), `what` says what the secret is for.
+    `name` is the path as configured (for messages), `what` says what the secret is for,
+    `permissions` the `key_permissions` policy for a file others can read.
     """
+    check_permissions(path, name, permissions)
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -124,9 +155,9 @@ def read_or_create_secret(path: Path, name: str, what: str) -> str:
     return value
 
 
-def read_webhook_secret(path: Path, name: str) -> Secret:
+def read_webhook_secret(path: Path, name: str, permissions: str = REFUSE) -> Secret:
     """The webhook's secret token, checked against Telegram's rules (generated if missing)."""
-    value = read_or_create_secret(path, name, "webhook secret token")
+    value = read_or_create_secret(path, name, "webhook secret token", permissions)
     if not 1 <= len(value) <= c.SECRET_TOKEN_MAX_LENGTH:
         raise ConfigError(f"{name}: the webhook secret must be 1-256 characters long")
     if not set(value) <= c.SECRET_TOKEN_ALPHABET:

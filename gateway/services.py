@@ -3,7 +3,12 @@
 Both are commands in the queue (methods `dispatch` and `callback`, on lanes of their own that
 flood control ignores), so they get the worker's retries, status and crash safety. Every POST is
 signed like API requests are: `X-Gateway-Signature: t=<unix>,v1=<hex HMAC-SHA256(key,
-"<t>.<body>")>`, with the route's key for dispatches and the callback key for callbacks.
+"<t>.<body>")>`, with the route's key for dispatches and for the answers to a service's own
+questions, and with the asking API client's callback key (`guards.callback_key`) for the answers
+to a client's questions.
+
+Route URLs come from the operator's configuration; a `callback_url` comes from an API client, so
+it is called through `egress.guarded_session`: only into `[server] callback_allowed_networks`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import aiohttp
 from gateway import constants as c
 from gateway import telegram
 from gateway.commands import Command
-from gateway.guards import SIGNATURE_HEADER, sign
+from gateway.egress import Networks, guarded_session
+from gateway.guards import SIGNATURE_HEADER, callback_key, sign
 from gateway.outbox import Outbox
 from gateway.questions import ask, valid_buttons
 from gateway.routes import Route
@@ -49,18 +55,29 @@ def dispatch_command(
 class ServiceCaller:
     """Executes `dispatch` and `callback` commands for the worker."""
 
-    def __init__(self, routes: dict[str, Route], outbox: Outbox, callback_secret: str) -> None:
+    def __init__(
+        self,
+        routes: dict[str, Route],
+        outbox: Outbox,
+        callback_secret: str,
+        callback_networks: Networks = (),
+    ) -> None:
         self._routes = routes
         self._outbox = outbox
         self._callback_secret = callback_secret
+        #: Where a client's `callback_url` may point (`[server] callback_allowed_networks`).
+        self.callback_networks = callback_networks
         self._session: aiohttp.ClientSession | None = None
+        self._guarded: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession()
+        self._guarded = guarded_session(self.callback_networks)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._guarded):
+            if session is not None:
+                await session.close()
 
     async def __call__(self, command: Command) -> telegram.Outcome:
         if command.method == c.DISPATCH_METHOD:
@@ -91,7 +108,7 @@ class ServiceCaller:
             return telegram.Failure("no_route", "the route is no longer configured", False)
         payload = command.meta["payload"]
         status, text, content_type = await self._post(
-            route.url, payload, route.secret.reveal(), route.timeout_s
+            self._session, route.url, payload, route.secret.reveal(), route.timeout_s
         )
         if status is None:
             return telegram.Failure("service_unreachable", text, retryable=True)
@@ -149,10 +166,15 @@ class ServiceCaller:
 
     async def _callback(self, command: Command) -> telegram.Outcome:
         meta = command.meta
-        route = self._routes.get(meta.get("route") or "")
-        key = route.secret.reveal() if route is not None else self._callback_secret
+        if meta.get("route"):  # a service's own question: the URL is the operator's
+            route = self._routes.get(meta["route"])
+            if route is None:
+                return telegram.Failure("no_route", "the route is no longer configured", False)
+            session, key = self._session, route.secret.reveal()
+        else:  # a URL an API client named
+            session, key = self._guarded, callback_key(self._callback_secret, meta.get("client"))
         status, text, _ = await self._post(
-            meta["url"], meta["payload"], key, CALLBACK_TIMEOUT_SECONDS
+            session, meta["url"], meta["payload"], key, CALLBACK_TIMEOUT_SECONDS
         )
         if status is not None and 200 <= status < 300:
             return telegram.Delivered({"http_status": status})
@@ -160,10 +182,15 @@ class ServiceCaller:
         return telegram.Failure("callback_failed", reason, retryable=True)
 
     async def _post(
-        self, url: str, payload: dict[str, Any], key: str, timeout: float
+        self,
+        session: aiohttp.ClientSession | None,
+        url: str,
+        payload: dict[str, Any],
+        key: str,
+        timeout: float,
     ) -> tuple[int | None, str, str]:
         """POST signed JSON; (status, body, content type), status None on network trouble."""
-        assert self._session is not None, "ServiceCaller.open() first"
+        assert session is not None, "ServiceCaller.open() first"
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
@@ -171,7 +198,7 @@ class ServiceCaller:
             "User-Agent": "telegram-gateway",
         }
         try:
-            async with self._session.post(
+            async with session.post(
                 url,
                 data=body,
                 headers=headers,

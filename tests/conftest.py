@@ -190,6 +190,8 @@ class Workspace:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+        if relative.startswith("config/secrets/"):
+            path.chmod(0o600)  # the gateway refuses secrets files others can read
         return path
 
     def config(self, api_base: str, env: dict[str, str] | None = None, toml: str = "") -> Config:

@@ -24,6 +24,8 @@ def write(root: Path, relative: str, text: str) -> Path:
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    if relative.startswith("config/secrets/"):
+        path.chmod(0o600)  # the gateway refuses secrets files others can read
     return path
 
 

@@ -414,9 +414,45 @@ class TestContract:
             7, kept + 4, T0 + kept + 4, "message.poll: missing", "nothing", "{}"
         )
         assert len(await queue.failed_updates(kept * 2)) == kept
+    async def test_a_signature_is_accepted_once_per_client(self, queue: Queue) -> None:
+        sig = "ab" * 32
+        assert await queue.remember_signature("ci", sig, T0 + 300, T0)
+        assert not await queue.remember_signature("ci", sig, T0 + 300, T0 + 1)
+        # Per client: the same bytes from another client are that client's business.
+        assert await queue.remember_signature("ops", sig, T0 + 300, T0 + 1)
+        assert not await queue.remember_signature("ops", sig, T0 + 300, T0 + 299)
+
+    async def test_signatures_are_forgotten_by_time_not_by_count(self, queue: Queue) -> None:
+        fresh = await asyncio.gather(  # a count is no limit: every one is still refused
+            *(queue.remember_signature("ci", f"{n:064x}", T0 + 300, T0) for n in range(3000))
+        )
+        assert all(fresh)
+        assert not await queue.remember_signature("ci", f"{0:064x}", T0 + 300, T0 + 2)
+        assert not await queue.remember_signature("ci", f"{2999:064x}", T0 + 300, T0 + 300)
+        # Past its expiry a signature is gone (check_signature refuses it as too old first).
+        assert await queue.remember_signature("ci", f"{0:064x}", T0 + 700, T0 + 301)
 
 
 # --- SQLite only ------------------------------------------------------------------------------
+
+
+async def test_signatures_survive_close_and_reopen_and_expire(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    await queue.open()
+    assert await queue.remember_signature("ci", "a" * 64, T0 + 300, T0)
+    assert await queue.remember_signature("ci", "b" * 64, T0 + 600, T0)
+    await queue.close()
+    queue = SqliteQueue(path)
+    await queue.open()
+    try:
+        assert not await queue.remember_signature("ci", "a" * 64, T0 + 300, T0 + 10)
+        assert await queue.remember_signature("ci", "c" * 64, T0 + 900, T0 + 400)  # sweeps "a"
+    finally:
+        await queue.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute(f"SELECT signature FROM {schema.SIGNATURES_TABLE} ORDER BY 1")
+        assert [row[0][0] for row in rows] == ["b", "c"]
 
 
 async def test_commands_survive_close_and_reopen(tmp_path: Path) -> None:

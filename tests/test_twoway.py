@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.guards import SIGNATURE_HEADER
+from gateway.guards import SIGNATURE_HEADER, callback_key
 from gateway.openapi_webhooks import DISPATCH, OUTCOME
 from tests.conftest import BOT_ID, OTHER_USER, USER, Gateway, GatewayFactory, Sandbox, Workspace
 
@@ -84,6 +84,13 @@ def verify(signature: str | None, body: bytes, key: str) -> bool:
     expected = hmac.new(key.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256)
     fresh = abs(time.time() - int(fields["t"])) <= 300
     return fresh and hmac.compare_digest(expected.hexdigest(), fields["v1"])
+
+
+@pytest.fixture
+async def gateway(gateway_factory: GatewayFactory) -> AsyncIterator[Gateway]:
+    """The default gateway, but allowed to call back services on 127.0.0.1."""
+    async with gateway_factory({"GATEWAY_SERVER_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32"}) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -251,8 +258,10 @@ async def test_approval_by_tap(
     [call] = await service.wait_calls(1)
     assert call["body"]["id"] == command_id and call["body"]["status"] == "answered"
     assert set(OUTCOME["required"]) <= call["body"].keys()
-    key = (workspace.root / "config/secrets/callback_secret.txt").read_text().strip()
-    assert verify(call["signature"], call["raw"], key)
+    secret = (workspace.root / "config/secrets/callback_secret.txt").read_text().strip()
+    # Signed with the asking client's own key, not with the gateway's callback secret.
+    assert verify(call["signature"], call["raw"], callback_key(secret, "tests"))
+    assert not verify(call["signature"], call["raw"], secret)
     for _ in range(100):  # the keyboard is replaced by the choice and who made it
         [shown] = await sandbox.messages(USER)
         labels = [b["text"] for row in shown["reply_markup"]["inline_keyboard"] for b in row]

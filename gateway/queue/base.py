@@ -135,6 +135,13 @@ class Queue(ABC):
         """
 
     @abstractmethod
+    async def remember_signature(
+        self, client: str, signature: str, expires: float, now: float
+    ) -> bool:
+        """Record `client`'s request `signature` as used until `expires`; False when it is
+        recorded already (a replay). Signatures that expired by `now` are forgotten."""
+
+    @abstractmethod
     async def recover(self) -> int:
         """At start-up: put every `sending` command back to `queued`; how many there were."""
 

@@ -25,6 +25,9 @@ class MemoryQueue(Queue):
         #: (bot, update id) → (digest, received at) of handled webhook updates.
         self._updates: dict[tuple[int, int], tuple[str, float]] = {}
         self._failed: deque[FailedUpdate] = deque(maxlen=c.FAILED_UPDATES_KEPT)
+        #: (client, signature) → when it expires; swept at most once a second.
+        self._signatures: dict[tuple[str, str], float] = {}
+        self._swept = 0.0
 
     async def put(self, commands: Sequence[Command]) -> None:
         for command in commands:
@@ -117,6 +120,18 @@ class MemoryQueue(Queue):
     async def save_progress(self, command_id: str, result: Any, now: float) -> None:
         command = self._commands[command_id]
         command.result, command.updated_at = deepcopy(result), now
+
+    async def remember_signature(
+        self, client: str, signature: str, expires: float, now: float
+    ) -> bool:
+        if now - self._swept >= 1.0:
+            self._signatures = {k: t for k, t in self._signatures.items() if t >= now}
+            self._swept = now
+        key = (client, signature)
+        if self._signatures.get(key, -1.0) >= now:
+            return False
+        self._signatures[key] = expires
+        return True
 
     async def recover(self) -> int:
         count = 0

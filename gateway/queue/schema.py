@@ -21,6 +21,8 @@ COMMANDS_TABLE: Final = "commands"
 UPDATES_TABLE: Final = "updates"
 #: Webhook updates aiogram could not validate, kept for `gateway updates list --failed`.
 FAILED_UPDATES_TABLE: Final = "failed_updates"
+#: Request signatures seen, per API client, until they expire (replay refusal).
+SIGNATURES_TABLE: Final = "signatures"
 #: The columns, in the order every SELECT and INSERT of the queue uses.
 COLUMNS: Final = (
     "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
@@ -98,9 +100,17 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"""CREATE INDEX {COMMANDS_TABLE}_awaiting ON {COMMANDS_TABLE} (seq)
             WHERE status = 'awaiting_reply'""",
     ),
-    # 4 and 5 belong to other changes (split progress, the replay cache); empty until merged.
     4: (),
-    5: (),
+    # The replay cache: a signature is refused while it is valid, across restarts.
+    5: (
+        f"""CREATE TABLE {SIGNATURES_TABLE} (
+            client TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (client, signature)
+        ) WITHOUT ROWID""",
+        f"CREATE INDEX {SIGNATURES_TABLE}_expires ON {SIGNATURES_TABLE} (expires)",
+    ),
     # The webhook's dedup record and its dead letters. `digest` tells a re-sent update (same
     # id, same content) from a new one that happens to reuse an id (a bot whose update ids
     # restarted, the sandbox after a restart).

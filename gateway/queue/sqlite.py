@@ -40,6 +40,7 @@ from gateway.queue.schema import (
     FAILED_UPDATES_TABLE,
     INSERT_CHUNK,
     INSERT_WIDTH,
+    SIGNATURES_TABLE,
     UPDATES_TABLE,
     insert_sql,
     migrate,
@@ -83,6 +84,8 @@ class SqliteQueue(Queue):
         # The connection lives in a thread of its own: sqlite3 objects stay in their thread.
         self._thread: DatabaseThread | None = None
         self._seq = 0
+        #: When the database thread last deleted expired signatures.
+        self._signatures_swept = 0.0
 
     async def open(self) -> None:
         """Create the file, its directory and the schema (or migrate it), start the threads."""
@@ -223,6 +226,24 @@ class SqliteQueue(Queue):
             f"UPDATE {COMMANDS_TABLE} SET result = ?, updated_at = ? WHERE id = ?",
             (_dump(result), now, command_id),
         )
+
+    async def remember_signature(
+        self, client: str, signature: str, expires: float, now: float
+    ) -> bool:
+        def remember(db: sqlite3.Connection) -> bool:
+            if now - self._signatures_swept >= 1.0:
+                db.execute(f"DELETE FROM {SIGNATURES_TABLE} WHERE expires < ?", (now,))
+                self._signatures_swept = now
+            # A row that expired but was not swept yet gives way to the new one.
+            inserted = db.execute(
+                f"""INSERT INTO {SIGNATURES_TABLE} (client, signature, expires) VALUES (?, ?, ?)
+                    ON CONFLICT (client, signature) DO UPDATE SET expires = excluded.expires
+                    WHERE {SIGNATURES_TABLE}.expires < ?""",
+                (client, signature, expires, now),
+            ).rowcount
+            return bool(inserted)
+
+        return await self._write(remember)
 
     async def recover(self) -> int:
         def recover(db: sqlite3.Connection) -> int:
