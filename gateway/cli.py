@@ -36,6 +36,7 @@ from gateway.clients import (
 from gateway.config import Config, load_config
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
+from gateway.ops.firstrun import make_missing_certificate
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.server import sandbox, serve, with_api_base
 
@@ -72,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         "--config", default=None, help=f"TOML config file (default {c.DEFAULT_CONFIG_PATH})"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--make-certificate",
+        action="store_true",
+        help="when no certificate exists, make a self-signed one for public_url's host",
+    )
 
     box = sub.add_parser("sandbox", help="run the local Telegram Bot API emulator")
     box.add_argument("--host", default=c.SANDBOX_HOST)
@@ -127,6 +133,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     secrets = [s.reveal() for s in (config.token, config.secret_token) if s is not None]
     redact.install(secrets)
     try:
+        if args.make_certificate:
+            make_missing_certificate(config)
         asyncio.run(_run(config))
     except GatewayError as exc:
         return _fail(redact.redact(str(exc), secrets))
@@ -146,6 +154,9 @@ async def _run(config: Config) -> None:
     demo_token = new_token()
     demo = ApiClient(name="sandbox-demo", token_sha256=hash_token(demo_token))
     async with sandbox(config) as base, demo_service(config.sandbox.host) as echo:
+        # The demo chat exists before the worker starts: what a previous run left queued for
+        # the demo user is delivered, not refused with "chat not found".
+        await _sandbox_post(base, "chats", {"chat_id": config.sandbox.demo_user, "type": "private"})
         live = with_api_base(config, base)
         if not config.routes:  # show command routing with a demo service
             live = dataclasses.replace(live, routes=(echo,))
@@ -183,9 +194,15 @@ def _stop_event() -> asyncio.Event:
 
 async def _demo_user_starts_bot(base: str, user_id: int) -> None:
     """The demo user presses Start, as a real user must before a bot may write to them."""
+    await _sandbox_post(base, "messages", {"user_id": user_id, "text": "/start"})
+
+
+async def _sandbox_post(base: str, path: str, body: dict[str, object]) -> None:
+    """Play the user's side through the sandbox's control API, as the sandbox's own bot."""
+    body = {**body, "bot_id": int(c.SANDBOX_TOKEN.partition(":")[0])}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(f"{base}/sandbox/messages", json={"user_id": user_id, "text": "/start"}) as r,
+        session.post(f"{base}/sandbox/{path}", json=body) as r,
     ):
         r.raise_for_status()
 

@@ -52,7 +52,8 @@ class ServerSettings:
     host: str = c.DEFAULT_HOST
     port: int = c.DEFAULT_PORT
     #: The HTTPS URL Telegram uses to reach this server (host and port as seen from outside).
-    #: Empty: `https://127.0.0.1:<port>` in sandbox mode; required with a real bot token.
+    #: Empty: `https://<host>:<port>` in sandbox mode (127.0.0.1 for a wildcard host);
+    #: required with a real bot token.
     public_url: str = ""
     #: Empty: `config/secrets/certificate.pem` when present (the original layout), else
     #: `certs/certificate.pem`; likewise `private_key`.
@@ -396,7 +397,7 @@ def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
                 "[server] public_url is required with a bot token: the HTTPS URL Telegram "
                 "uses to reach this server, e.g. https://203.0.113.7:8443"
             )
-        url = f"https://127.0.0.1:{server.port}"
+        url = _sandbox_public_url(server)
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError(f"[server] public_url must be an https:// URL, not {url!r}")
@@ -412,6 +413,19 @@ def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"[server] public_url must not have a query or fragment: {url!r}")
     return url.rstrip("/")
+
+
+def _sandbox_public_url(server: ServerSettings) -> str:
+    """Sandbox mode's public URL: the listener's own address (loopback for a wildcard)."""
+    if server.port not in c.WEBHOOK_PORTS:
+        raise ConfigError(
+            f"[server] port {server.port}: the sandbox, like Telegram, delivers webhooks only "
+            "to ports 443, 80, 88 or 8443; pick one of them"
+        )
+    host = server.host if server.host not in c.WILDCARD_HOSTS else c.SANDBOX_HOST
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{server.port}"
 
 
 def _certificate_paths(base: Path, server: ServerSettings) -> tuple[Path, Path]:

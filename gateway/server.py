@@ -52,7 +52,7 @@ def check_certificate(config: Config) -> CertificateInfo:
         raise CertificateError(
             f"{config.certificate_path}: certificate is for {names}, not for public_url host "
             f"{host} (Telegram would refuse to deliver); generate one with "
-            f"scripts/gen_cert.sh --host {host}"
+            f"scripts/gen_cert.sh --host {host} --out {config.certificate_path.parent} --force"
         )
     return info
 
