@@ -33,10 +33,11 @@ from gateway.clients import (
     read_clients,
     revoke_client,
 )
-from gateway.config import Config, load_config
+from gateway.config import Config, clients_file_of, load_config
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.firstrun import make_missing_certificate
+from gateway.ops.logformat import FORMATS, make_formatter
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.server import sandbox, serve, with_api_base
 
@@ -74,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument(
+        "--log-format", default="text", choices=FORMATS, help="json: one object per line"
+    )
+    run.add_argument(
         "--make-certificate",
         action="store_true",
         help="when no certificate exists, make a self-signed one for public_url's host",
@@ -93,9 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="manage API clients (add, list, revoke)")
     token.add_argument(
         "--file",
-        default=os.environ.get("GATEWAY_SERVER_CLIENTS_FILE", c.DEFAULT_CLIENTS_FILE),
-        help=f"the clients file (default {c.DEFAULT_CLIENTS_FILE})",
+        default=None,
+        help="the clients file (default: --config's [server] clients_file, else "
+        f"$GATEWAY_SERVER_CLIENTS_FILE, else {c.DEFAULT_CLIENTS_FILE})",
     )
+    token.add_argument("--config", default=None, help="read [server] clients_file from this file")
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a client and print its token once")
     add.add_argument("name")
@@ -109,13 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
-    """Plain log lines on stderr, with bot tokens and the given secrets scrubbed."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, secrets: Sequence[str] = (), log_format: str = "text") -> None:
+    """Log lines (plain or JSON) on stderr, with bot tokens and the given secrets scrubbed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     redact.install(secrets)
 
 
@@ -125,7 +129,7 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, log_format=args.log_format)
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
@@ -262,8 +266,8 @@ def _display_path(path: Path) -> str:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    path = Path(args.file)
     try:
+        path = Path(args.file) if args.file else clients_file_of(args.config, os.environ)
         if args.action == "add":
             rate = parse_rate(args.rate) if args.rate else None
             chats = [_chat_arg(chat) for chat in args.chat]
