@@ -33,9 +33,10 @@ from gateway.clients import (
     read_clients,
     revoke_client,
 )
-from gateway.config import Config, clients_file_of, load_config
+from gateway.config import Config, clients_file_of, load_config, path_setting
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
+from gateway.ops.backup import backup_database
 from gateway.ops.firstrun import make_missing_certificate
 from gateway.ops.logformat import FORMATS, make_formatter
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sandbox": _cmd_sandbox,
         "gen-cert": run_gen_cert,
         "token": _cmd_token,
+        "backup": _cmd_backup,
     }
     return int(handlers[args.command](args))
 
@@ -110,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--rate", help="rate limit, e.g. 10/s or 600/m")
     add.add_argument("--sign", action="store_true", help="require signed requests")
     actions.add_parser("list", help="list clients (never their tokens)")
+
+    backup = sub.add_parser("backup", help="copy the queue database while the gateway runs")
+    backup.add_argument("path", help="the new file (never overwritten; made 0600)")
+    backup.add_argument("--config", default=None, help="read [queue] path from this file")
     revoke = actions.add_parser("revoke", help="remove a client")
     revoke.add_argument("name")
     return parser
@@ -297,6 +303,19 @@ def _cmd_token(args: argparse.Namespace) -> int:
             print(f"Revoked API client {args.name!r}; its token stops working within seconds.")
     except ConfigError as exc:
         return _fail(str(exc))
+    return 0
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    try:
+        source = path_setting(args.config, os.environ, "queue", "path")
+        info = backup_database(source, Path(args.path))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(
+        f"backed up {source} to {info.path}: {info.commands} command(s), "
+        f"schema version {info.schema_version}, {info.size} bytes"
+    )
     return 0
 
 

@@ -252,21 +252,27 @@ def load_config(
 
 
 def clients_file_of(path: str | None, env: Mapping[str, str]) -> Path:
-    """The API clients file as `gateway run` would use it, without reading any secret.
+    """The API clients file as `gateway run` would use it, without reading any secret."""
+    return path_setting(path, env, "server", "clients_file")
 
-    `GATEWAY_SERVER_CLIENTS_FILE` wins, then `[server] clients_file` of the config file (`path`,
-    `$GATEWAY_CONFIG` or the default one when present), then the default.
+
+def path_setting(path: str | None, env: Mapping[str, str], section: str, key: str) -> Path:
+    """One path setting as `gateway run` would resolve it, without reading any secret file.
+
+    `GATEWAY_<SECTION>_<KEY>` wins, then the config file (`path`, `$GATEWAY_CONFIG` or the
+    default one when present), then the default; relative to the working directory.
     """
     base = Path.cwd()
-    env_name = f"{ENV_PREFIX}SERVER_CLIENTS_FILE"
+    env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
     if env_name in env:
         return _resolve(base, env[env_name])
     explicit = path is not None or ENV_CONFIG in env
     cfg_path = str(path or env.get(ENV_CONFIG) or c.DEFAULT_CONFIG_PATH)
-    server = _read_toml(_resolve(base, cfg_path), cfg_path, required=explicit).get("server", {})
-    value = server.get("clients_file", c.DEFAULT_CLIENTS_FILE) if isinstance(server, dict) else None
+    table = _read_toml(_resolve(base, cfg_path), cfg_path, required=explicit).get(section, {})
+    default = getattr(SECTIONS[section](), key)
+    value = table.get(key, default) if isinstance(table, dict) else None
     if not isinstance(value, str):
-        raise ConfigError(f"{cfg_path}: [server] clients_file must be a string, not {value!r}")
+        raise ConfigError(f"{cfg_path}: [{section}] {key} must be a string, not {value!r}")
     return _resolve(base, value)
 
 
