@@ -37,6 +37,7 @@ from gateway.config import Config, clients_file_of, load_config, path_setting
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
 from gateway.ops.backup import backup_database
+from gateway.ops.check import run_checks
 from gateway.ops.firstrun import make_missing_certificate
 from gateway.ops.logformat import FORMATS, make_formatter
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gen-cert": run_gen_cert,
         "token": _cmd_token,
         "backup": _cmd_backup,
+        "check": _cmd_check,
     }
     return int(handlers[args.command](args))
 
@@ -112,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--rate", help="rate limit, e.g. 10/s or 600/m")
     add.add_argument("--sign", action="store_true", help="require signed requests")
     actions.add_parser("list", help="list clients (never their tokens)")
+
+    check = sub.add_parser("check", help="check a deployment: config, certificate, Telegram, ...")
+    check.add_argument("--config", default=None, help=f"default {c.DEFAULT_CONFIG_PATH}")
+    check.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     backup = sub.add_parser("backup", help="copy the queue database while the gateway runs")
     backup.add_argument("path", help="the new file (never overwritten; made 0600)")
@@ -304,6 +310,18 @@ def _cmd_token(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    checks = asyncio.run(run_checks(args.config, os.environ))
+    failed = any(check.status == "fail" for check in checks)
+    if args.json:
+        report = {"ok": not failed, "checks": [check.as_dict() for check in checks]}
+        print(json.dumps(report, indent=2))
+    else:
+        for check in checks:
+            print(check.line())
+    return EXIT_FAILURE if failed else 0
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
