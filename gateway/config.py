@@ -38,10 +38,12 @@ ENV_CONFIG = "GATEWAY_CONFIG"
 QueueBackend = Literal["memory", "sqlite"]
 LongText = Literal["split", "truncate", "reject"]
 KeyPermissions = Literal["refuse", "warn"]
+UploadCertificate = Literal["auto", "always", "never"]
 CHOICES: dict[str, tuple[str, ...]] = {
     "QueueBackend": get_args(QueueBackend),
     "LongText": get_args(LongText),
     "KeyPermissions": get_args(KeyPermissions),
+    "UploadCertificate": get_args(UploadCertificate),
 }
 
 
@@ -66,6 +68,9 @@ class ServerSettings:
     key_permissions: KeyPermissions = "refuse"
     #: Key that signs what the gateway POSTs to `expect_reply.callback_url` (generated).
     callback_secret_file: str = c.DEFAULT_CALLBACK_SECRET_FILE
+    #: False: plain HTTP for a reverse proxy that terminates TLS (loopback unless `host` is
+    #: set explicitly); no certificate of the gateway's own.
+    tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class TelegramSettings:
     webhook_allowed_networks: tuple[str, ...] = ()
     #: Reverse proxies whose X-Forwarded-For is believed (CIDRs).
     trusted_proxies: tuple[str, ...] = ()
+    #: Upload the certificate with setWebhook: "auto" only a self-signed one the gateway
+    #: serves itself (never with tls = false), "always" the configured certificate file,
+    #: "never".
+    upload_certificate: UploadCertificate = "auto"
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,10 @@ def load_config(
     raw = _read_toml(_resolve(base, str(cfg_path)), source, required=explicit)
     if not raw:
         source = "defaults"
+    raw_server = raw.get("server")
+    host_given = f"{ENV_PREFIX}SERVER_HOST" in env or (
+        isinstance(raw_server, dict) and "host" in raw_server
+    )
     sections = {
         name: _build_section(name, cls, raw.pop(name, {}), env, source)
         for name, cls in SECTIONS.items()
@@ -203,6 +216,9 @@ def load_config(
     _check_unknown_env(env)
 
     server: ServerSettings = sections["server"]
+    if not server.tls and not host_given:
+        # Plain HTTP is for a proxy on this machine: never on every interface by default.
+        server = dataclasses.replace(server, host=c.SANDBOX_HOST)
     telegram: TelegramSettings = sections["telegram"]
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
@@ -222,6 +238,11 @@ def load_config(
         _resolve(base, telegram.secret_token_file), telegram.secret_token_file
     )
     public_url = _public_url(server, sandbox_mode=token is None)
+    if telegram.upload_certificate == "always" and not server.tls and not server.certificate:
+        raise ConfigError(
+            '[telegram] upload_certificate = "always" with tls = false needs [server] '
+            "certificate: the proxy's certificate file to upload"
+        )
     cert, key = _certificate_paths(base, server)
     return Config(
         server=server,
@@ -416,6 +437,11 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
 
 def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
     url = server.public_url
+    if not url and not server.tls:
+        raise ConfigError(
+            "[server] public_url is required with tls = false: the https:// URL of the reverse "
+            "proxy in front of the gateway, e.g. https://gateway.example.org:8443"
+        )
     if not url:
         if not sandbox_mode:
             raise ConfigError(
@@ -455,6 +481,10 @@ def _sandbox_public_url(server: ServerSettings) -> str:
 
 def _certificate_paths(base: Path, server: ServerSettings) -> tuple[Path, Path]:
     if server.certificate or server.private_key:
+        if not server.tls and server.certificate and not server.private_key:
+            # Only uploaded (upload_certificate = "always"): its key stays with the proxy.
+            cert = _resolve(base, server.certificate)
+            return cert, cert.with_name(c.PRIVATE_KEY_FILENAME)
         if not (server.certificate and server.private_key):
             missing = "private_key" if server.certificate else "certificate"
             raise ConfigError(f"[server] {missing} must be set together with the other")

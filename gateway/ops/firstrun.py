@@ -46,4 +46,4 @@ def make_missing_certificate(config: Config) -> Path | None:
 
 def needs_certificate(config: Config) -> bool:
     """The listener speaks TLS itself (not behind a proxy that terminates it)."""
-    return getattr(config.server, "tls", True)
+    return config.server.tls
