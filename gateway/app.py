@@ -12,7 +12,7 @@ from typing import Any
 from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
 from aiohttp import web
 
-from gateway import api, keys, webhook
+from gateway import api, keys, proxy, webhook
 from gateway import constants as c
 from gateway.auth import authenticate
 from gateway.clients import ApiClient, ClientRegistry
@@ -95,6 +95,7 @@ def create_app(
     app.cleanup_ctx.extend(
         [_api_clients, _bot_session, _queue_storage, _service_calls, _worker_task, _expiry_task]
     )
+    proxy.install(app, config)
     webhook.add_routes(app, config.telegram.webhook_path)
     api.add_routes(app)
     return app

@@ -35,10 +35,14 @@ from gateway.clients import (
     read_clients,
     revoke_client,
 )
-from gateway.config import Config, load_config
+from gateway.config import Config, clients_file_of, load_config, path_setting
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
 from gateway.guards import callback_key
+from gateway.ops.backup import backup_database
+from gateway.ops.check import run_checks
+from gateway.ops.firstrun import make_missing_certificate
+from gateway.ops.logformat import FORMATS, make_formatter
 from gateway.queue.base import FailedUpdate
 from gateway.queue.deadletters import read_failed_updates
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
@@ -64,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gen-cert": run_gen_cert,
         "token": _cmd_token,
         "updates": _cmd_updates,
+        "backup": _cmd_backup,
+        "check": _cmd_check,
     }
     return int(handlers[args.command](args))
 
@@ -79,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
         "--config", default=None, help=f"TOML config file (default {c.DEFAULT_CONFIG_PATH})"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--log-format", default="text", choices=FORMATS, help="json: one object per line"
+    )
+    run.add_argument(
+        "--make-certificate",
+        action="store_true",
+        help="when no certificate exists, make a self-signed one for public_url's host",
+    )
 
     box = sub.add_parser("sandbox", help="run the local Telegram Bot API emulator")
     box.add_argument("--host", default=c.SANDBOX_HOST)
@@ -94,15 +108,20 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="manage API clients (add, list, revoke, callback-key)")
     token.add_argument(
         "--file",
-        default=os.environ.get("GATEWAY_SERVER_CLIENTS_FILE", c.DEFAULT_CLIENTS_FILE),
-        help=f"the clients file (default {c.DEFAULT_CLIENTS_FILE})",
+        default=None,
+        help="the clients file (default: --config's [server] clients_file, else "
+        f"$GATEWAY_SERVER_CLIENTS_FILE, else {c.DEFAULT_CLIENTS_FILE})",
     )
     token.add_argument(
         "--callback-secret-file",
-        default=os.environ.get(
-            "GATEWAY_SERVER_CALLBACK_SECRET_FILE", c.DEFAULT_CALLBACK_SECRET_FILE
-        ),
-        help=f"the gateway's callback secret (default {c.DEFAULT_CALLBACK_SECRET_FILE})",
+        default=None,
+        help="the gateway's callback secret (default: --config's [server] callback_secret_file, "
+        f"else $GATEWAY_SERVER_CALLBACK_SECRET_FILE, else {c.DEFAULT_CALLBACK_SECRET_FILE})",
+    )
+    token.add_argument(
+        "--config",
+        default=None,
+        help="read [server] clients_file and callback_secret_file from this file",
     )
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a client and print its token once")
@@ -112,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--rate", help="rate limit, e.g. 10/s or 600/m")
     add.add_argument("--sign", action="store_true", help="require signed requests")
     actions.add_parser("list", help="list clients (never their tokens)")
+
+    check = sub.add_parser("check", help="check a deployment: config, certificate, Telegram, ...")
+    check.add_argument("--config", default=None, help=f"default {c.DEFAULT_CONFIG_PATH}")
+    check.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+    backup = sub.add_parser("backup", help="copy the queue database while the gateway runs")
+    backup.add_argument("path", help="the new file (never overwritten; made 0600)")
+    backup.add_argument("--config", default=None, help="read [queue] path from this file")
     revoke = actions.add_parser("revoke", help="remove a client")
     revoke.add_argument("name")
     key = actions.add_parser(
@@ -135,13 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
-    """Plain log lines on stderr, with bot tokens and the given secrets scrubbed."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, secrets: Sequence[str] = (), log_format: str = "text") -> None:
+    """Log lines (plain or JSON) on stderr, with bot tokens and the given secrets scrubbed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
     redact.install(secrets)
 
 
@@ -151,7 +176,7 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, log_format=args.log_format)
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
@@ -159,6 +184,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     secrets = [s.reveal() for s in (config.token, config.secret_token) if s is not None]
     redact.install(secrets)
     try:
+        if args.make_certificate:
+            make_missing_certificate(config)
         asyncio.run(_run(config))
     except GatewayError as exc:
         return _fail(redact.redact(str(exc), secrets))
@@ -178,6 +205,9 @@ async def _run(config: Config) -> None:
     demo_token = new_token()
     demo = ApiClient(name="sandbox-demo", token_sha256=hash_token(demo_token))
     async with sandbox(config) as base, demo_service(config.sandbox.host) as echo:
+        # The demo chat exists before the worker starts: what a previous run left queued for
+        # the demo user is delivered, not refused with "chat not found".
+        await _sandbox_post(base, "chats", {"chat_id": config.sandbox.demo_user, "type": "private"})
         live = with_api_base(config, base)
         if not config.routes:  # show command routing with a demo service
             live = dataclasses.replace(live, routes=(echo,))
@@ -215,9 +245,15 @@ def _stop_event() -> asyncio.Event:
 
 async def _demo_user_starts_bot(base: str, user_id: int) -> None:
     """The demo user presses Start, as a real user must before a bot may write to them."""
+    await _sandbox_post(base, "messages", {"user_id": user_id, "text": "/start"})
+
+
+async def _sandbox_post(base: str, path: str, body: dict[str, object]) -> None:
+    """Play the user's side through the sandbox's control API, as the sandbox's own bot."""
+    body = {**body, "bot_id": int(c.SANDBOX_TOKEN.partition(":")[0])}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(f"{base}/sandbox/messages", json={"user_id": user_id, "text": "/start"}) as r,
+        session.post(f"{base}/sandbox/{path}", json=body) as r,
     ):
         r.raise_for_status()
 
@@ -277,8 +313,8 @@ def _display_path(path: Path) -> str:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    path = Path(args.file)
     try:
+        path = Path(args.file) if args.file else clients_file_of(args.config, os.environ)
         if args.action == "add":
             rate = parse_rate(args.rate) if args.rate else None
             chats = [_chat_arg(chat) for chat in args.chat]
@@ -353,10 +389,38 @@ def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:
     }
 def _callback_key(args: argparse.Namespace) -> str:
     """The client's callback key, derived from the callback secret (created if missing)."""
-    secret = read_or_create_secret(
-        Path(args.callback_secret_file), args.callback_secret_file, "callback signing key"
+    path = (
+        Path(args.callback_secret_file)
+        if args.callback_secret_file
+        else path_setting(args.config, os.environ, "server", "callback_secret_file")
     )
+    secret = read_or_create_secret(path, str(path), "callback signing key")
     return callback_key(secret, args.name)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    checks = asyncio.run(run_checks(args.config, os.environ))
+    failed = any(check.status == "fail" for check in checks)
+    if args.json:
+        report = {"ok": not failed, "checks": [check.as_dict() for check in checks]}
+        print(json.dumps(report, indent=2))
+    else:
+        for check in checks:
+            print(check.line())
+    return EXIT_FAILURE if failed else 0
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    try:
+        source = path_setting(args.config, os.environ, "queue", "path")
+        info = backup_database(source, Path(args.path))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(
+        f"backed up {source} to {info.path}: {info.commands} command(s), "
+        f"schema version {info.schema_version}, {info.size} bytes"
+    )
+    return 0
 
 
 def _chat_arg(value: str) -> int | str:

@@ -40,10 +40,12 @@ ENV_CONFIG = "GATEWAY_CONFIG"
 QueueBackend = Literal["memory", "sqlite"]
 LongText = Literal["split", "truncate", "reject"]
 KeyPermissions = Literal["refuse", "warn"]
+UploadCertificate = Literal["auto", "always", "never"]
 CHOICES: dict[str, tuple[str, ...]] = {
     "QueueBackend": get_args(QueueBackend),
     "LongText": get_args(LongText),
     "KeyPermissions": get_args(KeyPermissions),
+    "UploadCertificate": get_args(UploadCertificate),
 }
 
 
@@ -54,7 +56,8 @@ class ServerSettings:
     host: str = c.DEFAULT_HOST
     port: int = c.DEFAULT_PORT
     #: The HTTPS URL Telegram uses to reach this server (host and port as seen from outside).
-    #: Empty: `https://127.0.0.1:<port>` in sandbox mode; required with a real bot token.
+    #: Empty: `https://<host>:<port>` in sandbox mode (127.0.0.1 for a wildcard host);
+    #: required with a real bot token.
     public_url: str = ""
     #: Empty: `config/secrets/certificate.pem` when present (the original layout), else
     #: `certs/certificate.pem`; likewise `private_key`.
@@ -71,6 +74,9 @@ class ServerSettings:
     callback_secret_file: str = c.DEFAULT_CALLBACK_SECRET_FILE
     #: The only networks (CIDRs) a client's `callback_url` may point into; empty: no callbacks.
     callback_allowed_networks: tuple[str, ...] = ()
+    #: False: plain HTTP for a reverse proxy that terminates TLS (loopback unless `host` is
+    #: set explicitly); no certificate of the gateway's own.
+    tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,10 @@ class TelegramSettings:
     webhook_allowed_networks: tuple[str, ...] = ()
     #: Reverse proxies whose X-Forwarded-For is believed (CIDRs).
     trusted_proxies: tuple[str, ...] = ()
+    #: Upload the certificate with setWebhook: "auto" only a self-signed one the gateway
+    #: serves itself (never with tls = false), "always" the configured certificate file,
+    #: "never".
+    upload_certificate: UploadCertificate = "auto"
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,10 @@ def load_config(
     raw = _read_toml(_resolve(base, str(cfg_path)), source, required=explicit)
     if not raw:
         source = "defaults"
+    raw_server = raw.get("server")
+    host_given = f"{ENV_PREFIX}SERVER_HOST" in env or (
+        isinstance(raw_server, dict) and "host" in raw_server
+    )
     sections = {
         name: _build_section(name, cls, raw.pop(name, {}), env, source)
         for name, cls in SECTIONS.items()
@@ -209,6 +223,9 @@ def load_config(
     _check_unknown_env(env)
 
     server: ServerSettings = sections["server"]
+    if not server.tls and not host_given:
+        # Plain HTTP is for a proxy on this machine: never on every interface by default.
+        server = dataclasses.replace(server, host=c.SANDBOX_HOST)
     telegram: TelegramSettings = sections["telegram"]
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
@@ -231,6 +248,11 @@ def load_config(
     # The clients file holds signing secrets; the gateway reads it at start and on changes.
     check_permissions(_resolve(base, server.clients_file), server.clients_file, policy)
     public_url = _public_url(server, sandbox_mode=token is None)
+    if telegram.upload_certificate == "always" and not server.tls and not server.certificate:
+        raise ConfigError(
+            '[telegram] upload_certificate = "always" with tls = false needs [server] '
+            "certificate: the proxy's certificate file to upload"
+        )
     cert, key = _certificate_paths(base, server)
     return Config(
         server=server,
@@ -259,6 +281,31 @@ def load_config(
         source=source,
         sandbox_mode=token is None,
     )
+
+
+def clients_file_of(path: str | None, env: Mapping[str, str]) -> Path:
+    """The API clients file as `gateway run` would use it, without reading any secret."""
+    return path_setting(path, env, "server", "clients_file")
+
+
+def path_setting(path: str | None, env: Mapping[str, str], section: str, key: str) -> Path:
+    """One path setting as `gateway run` would resolve it, without reading any secret file.
+
+    `GATEWAY_<SECTION>_<KEY>` wins, then the config file (`path`, `$GATEWAY_CONFIG` or the
+    default one when present), then the default; relative to the working directory.
+    """
+    base = Path.cwd()
+    env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+    if env_name in env:
+        return _resolve(base, env[env_name])
+    explicit = path is not None or ENV_CONFIG in env
+    cfg_path = str(path or env.get(ENV_CONFIG) or c.DEFAULT_CONFIG_PATH)
+    table = _read_toml(_resolve(base, cfg_path), cfg_path, required=explicit).get(section, {})
+    default = getattr(SECTIONS[section](), key)
+    value = table.get(key, default) if isinstance(table, dict) else None
+    if not isinstance(value, str):
+        raise ConfigError(f"{cfg_path}: [{section}] {key} must be a string, not {value!r}")
+    return _resolve(base, value)
 
 
 def resolve_path(base: Path, value: str) -> Path:
@@ -402,13 +449,18 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
 
 def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
     url = server.public_url
+    if not url and not server.tls:
+        raise ConfigError(
+            "[server] public_url is required with tls = false: the https:// URL of the reverse "
+            "proxy in front of the gateway, e.g. https://gateway.example.org:8443"
+        )
     if not url:
         if not sandbox_mode:
             raise ConfigError(
                 "[server] public_url is required with a bot token: the HTTPS URL Telegram "
                 "uses to reach this server, e.g. https://203.0.113.7:8443"
             )
-        url = f"https://127.0.0.1:{server.port}"
+        url = _sandbox_public_url(server)
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigError(f"[server] public_url must be an https:// URL, not {url!r}")
@@ -426,8 +478,25 @@ def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
     return url.rstrip("/")
 
 
+def _sandbox_public_url(server: ServerSettings) -> str:
+    """Sandbox mode's public URL: the listener's own address (loopback for a wildcard)."""
+    if server.port not in c.WEBHOOK_PORTS:
+        raise ConfigError(
+            f"[server] port {server.port}: the sandbox, like Telegram, delivers webhooks only "
+            "to ports 443, 80, 88 or 8443; pick one of them"
+        )
+    host = server.host if server.host not in c.WILDCARD_HOSTS else c.SANDBOX_HOST
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{server.port}"
+
+
 def _certificate_paths(base: Path, server: ServerSettings) -> tuple[Path, Path]:
     if server.certificate or server.private_key:
+        if not server.tls and server.certificate and not server.private_key:
+            # Only uploaded (upload_certificate = "always"): its key stays with the proxy.
+            cert = _resolve(base, server.certificate)
+            return cert, cert.with_name(c.PRIVATE_KEY_FILENAME)
         if not (server.certificate and server.private_key):
             missing = "private_key" if server.certificate else "certificate"
             raise ConfigError(f"[server] {missing} must be set together with the other")

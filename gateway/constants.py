@@ -35,6 +35,8 @@ TELEGRAM_GROUP_PER_MINUTE: Final = 20
 DEFAULT_CONFIG_PATH: Final = "config/gateway.toml"
 DEFAULT_HOST: Final = "0.0.0.0"
 DEFAULT_PORT: Final = 8443
+#: Listen addresses meaning "every interface": not an address anyone can connect to.
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
 DEFAULT_WEBHOOK_PATH: Final = "/telegram/webhook"
 DEFAULT_TOKEN_FILE: Final = "config/secrets/bot_api.txt"
 DEFAULT_ALLOWED_USERS_FILE: Final = "config/secrets/allowed_user.txt"

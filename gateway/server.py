@@ -30,6 +30,7 @@ from gateway.clients import ApiClient
 from gateway.config import Config
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates, bot_commands
+from gateway.proxy import ClientAccessLogger, certificate_to_upload
 from gateway.redact import redact
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 
@@ -52,19 +53,17 @@ def check_certificate(config: Config) -> CertificateInfo:
         raise CertificateError(
             f"{config.certificate_path}: certificate is for {names}, not for public_url host "
             f"{host} (Telegram would refuse to deliver); generate one with "
-            f"scripts/gen_cert.sh --host {host}"
+            f"scripts/gen_cert.sh --host {host} --out {config.certificate_path.parent} --force"
         )
     return info
 
 
-async def register_webhook(app: web.Application, certificate: CertificateInfo) -> None:
-    """setWebhook: our URL, our secret, the certificate when self-signed."""
+async def register_webhook(app: web.Application, certificate: bytes | None) -> None:
+    """setWebhook: our URL, our secret, and `certificate` (PEM) when one is to be uploaded."""
     config = app[keys.CONFIG]
     bot = app[keys.BOT]
     status = app[keys.WEBHOOK]
-    upload = (
-        BufferedInputFile(certificate.pem, "certificate.pem") if certificate.self_signed else None
-    )
+    upload = BufferedInputFile(certificate, "certificate.pem") if certificate else None
     try:
         await bot.set_webhook(
             url=config.webhook_url,
@@ -94,16 +93,19 @@ async def serve(
     config: Config, extra_clients: Sequence[ApiClient] = ()
 ) -> AsyncIterator[web.Application]:
     """Run the gateway until the `async with` block ends."""
-    certificate = check_certificate(config)
+    certificate = check_certificate(config) if config.server.tls else None
+    upload = certificate_to_upload(config, certificate)
     app = create_app(config, extra_clients=extra_clients)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    runner = web.AppRunner(
+        app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log_class=ClientAccessLogger
+    )
     try:
         await runner.setup()
         site = web.TCPSite(
             runner,
             config.server.host,
             config.server.port,
-            ssl_context=server_ssl_context(certificate),
+            ssl_context=server_ssl_context(certificate) if certificate else None,
         )
         try:
             await site.start()
@@ -111,8 +113,14 @@ async def serve(
             raise StartupError(
                 f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
             ) from None
-        logger.info("listening on https://%s:%d", config.server.host, config.server.port)
-        await register_webhook(app, certificate)
+        logger.info(
+            "listening on %s://%s:%d%s",
+            "https" if certificate else "http",
+            config.server.host,
+            config.server.port,
+            "" if certificate else " (tls = false: TLS is the reverse proxy's)",
+        )
+        await register_webhook(app, upload)
         yield app
     finally:
         await runner.cleanup()

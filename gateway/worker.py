@@ -182,8 +182,16 @@ class Worker:
         for command in list(self._commands.values()):
             now = self._clock()
             await self._queue.retry(command.id, now, now, refund=True)
-            logger.info("put in-flight command %s back in the queue", command.id)
+            logger.info(
+                "put in-flight command %s back in the queue", command.id, extra=log_fields(command)
+            )
+        put_back = len(self._commands)
         self._commands.clear()
+        logger.info(
+            "worker stopped: %d in-flight send(s) finished, %d put back in the queue",
+            len(tasks) - put_back,
+            put_back,
+        )
 
     async def _step(self) -> None:
         if len(self._in_flight) >= self._max_in_flight:
@@ -249,7 +257,11 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not kill the worker or lose the command
-            logger.exception("delivering %s failed unexpectedly; it will be retried", command.id)
+            logger.exception(
+                "delivering %s failed unexpectedly; it will be retried",
+                command.id,
+                extra=log_fields(command),
+            )
             now = self._clock()
             await self._queue.retry(command.id, now + BACKOFF_CAP_SECONDS, now)
         self._commands.pop(lane, None)
@@ -308,6 +320,9 @@ class Worker:
                 status = Status.AWAITING_REPLY if question else Status.SENT
                 await self._queue.complete(command.id, result, now, status)
                 self._hooks.sent(command, now - command.created_at)
+                logger.debug(
+                    "%s %s delivered", command.method, command.id, extra=log_fields(command)
+                )
                 if not question:  # a question is final once answered or expired
                     self.notify_final(command.id)
             case telegram.FloodWait(retry_after, description):
@@ -316,7 +331,9 @@ class Worker:
                 error = {"code": "too_many_requests", "description": description}
                 await self._queue.retry(command.id, now + retry_after, now, error, refund=True)
             case telegram.Migrated(chat_id, description):
-                logger.info("chat %s migrated to %s; following it", lane, chat_id)
+                logger.info(
+                    "chat %s migrated to %s; following it", lane, chat_id, extra=log_fields(command)
+                )
                 self._migrated[lane] = chat_id
                 params = {**command.params, "chat_id": chat_id}
                 await self._queue.retry(command.id, now, now, params=params, refund=True)
@@ -330,6 +347,7 @@ class Worker:
                     failure.description,
                     command.attempts,
                     delay,
+                    extra=log_fields(command),
                 )
                 await self._queue.retry(command.id, now + delay, now, failure.as_error())
             case telegram.Failure() as failure:
@@ -338,7 +356,13 @@ class Worker:
                     error["description"] = (
                         f"gave up after {command.attempts} attempt(s): {failure.description}"
                     )
-                logger.warning("%s %s failed: %s", command.method, command.id, error["description"])
+                logger.warning(
+                    "%s %s failed: %s",
+                    command.method,
+                    command.id,
+                    error["description"],
+                    extra=log_fields(command),
+                )
                 await self._queue.fail(command.id, error, now)
                 self._hooks.failed(command, failure.code)
                 self.notify_final(command.id)
@@ -374,6 +398,11 @@ class Worker:
         for future in self._waiters.pop(command_id, []):
             if not future.done():
                 future.set_result(None)
+
+
+def log_fields(command: Command) -> dict[str, Any]:
+    """`extra=` for a log line about `command` (fields of the JSON log format)."""
+    return {"command_id": command.id, "chat_id": command.chat_id, "method": command.method}
 
 
 def long_text_parts(command: Command) -> list[str] | None:

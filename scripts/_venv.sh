@@ -29,6 +29,12 @@ ensure_venv() {
         echo "creating $VENV with $py" >&2
         "$py" -m venv "$VENV"
     fi
+    # An install with extras also holds the plain project: that stamp will do for no extras.
+    if [ -z "$extras" ] && [ ! -f "$stamp" ]; then
+        for other in "$VENV"/.installed-*; do
+            [ -f "$other" ] && [ ! "$ROOT/setup.cfg" -nt "$other" ] && stamp="$other"
+        done
+    fi
     # Reinstall when setup.cfg changed since the last install (new dependencies).
     if [ ! -f "$stamp" ] || [ "$ROOT/setup.cfg" -nt "$stamp" ]; then
         echo "installing the project into $VENV${extras:+ (with [$extras])}" >&2

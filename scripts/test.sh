@@ -6,6 +6,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
 ensure_venv test
 
+# tests/test_proxy.py puts a real nginx in front of the gateway: install it when we can.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)" = 0 ] &&
+    command -v apt-get >/dev/null 2>&1; then
+    echo "== installing nginx (for tests/test_proxy.py)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2 ||
+        echo "warning: could not install nginx; tests/test_proxy.py will skip" >&2
+fi
+
 echo "== ruff" >&2
 "$VENV/bin/ruff" check gateway tests
 echo "== mypy (strict)" >&2

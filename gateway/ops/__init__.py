@@ -1,0 +1,1 @@
+"""Operating a deployment: first-run set-up, `gateway check`, `gateway backup`, log formats."""
