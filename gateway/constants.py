@@ -69,6 +69,15 @@ OPENAPI_PATH: Final = "/openapi.json"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 #: How long an idempotency key is remembered.
 IDEMPOTENCY_WINDOW_SECONDS: Final = 24 * 3600
+#: Deepest nesting of objects and arrays in an API request body (the body is level 1): enough
+#: for any Bot API object (params → reply_markup → inline_keyboard → row → button → web_app is 6).
+MAX_BODY_DEPTH: Final = 10
+#: Most values (objects, arrays, strings, numbers) in one API request body. An inline keyboard
+#: holds at most 100 buttons; this leaves ample room and bounds the work per request.
+MAX_BODY_VALUES: Final = 5000
+#: Telegram's ids (chats, users, messages) are signed 64-bit integers at most.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 #: Longest `GET /commands/{id}?wait=N`.
 MAX_WAIT_SECONDS: Final = 60.0
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway import constants as c
+from gateway.bodycheck import check_values, encodable
 from gateway.commands import Command
 from gateway.config import LongText
 from gateway.errors import InputError
@@ -54,9 +55,12 @@ def parse_enqueue(
 ) -> EnqueueRequest:
     """Check an `/enqueue_command` body; raise InputError naming the first bad field.
 
-    Text over Telegram's limit is checked here per `long_text`: "reject" refuses it,
-    "truncate" shortens it now, "split" leaves it whole for the worker to send in parts.
+    Every value is checked first (valid Unicode, 64-bit integers, bounded nesting), and markup
+    is parsed as Telegram would. Text over Telegram's limit is checked per `long_text`:
+    "reject" refuses it, "truncate" shortens it now, "split" leaves it whole for the worker to
+    send in parts.
     """
+    check_values(body)
     key = _idempotency_key(body.get("idempotency_key"), idempotency_header)
     commands = [_general(body)] if "method" in body else _short(body, allowed_users)
     for command in commands:
@@ -69,9 +73,9 @@ def _long_text(command: Command, policy: LongText, field: str) -> None:
     text = command.params.get("text")
     if command.method not in ("sendMessage", "editMessageText") or not isinstance(text, str):
         return
-    if len(text) <= c.MAX_MESSAGE_LENGTH // 2:
-        return  # cannot be over the limit even in UTF-16 units: skip parsing
     mode = command.params.get("parse_mode")
+    if len(text) <= c.MAX_MESSAGE_LENGTH // 2 and not mode:
+        return  # plain text that cannot be over the limit even in UTF-16 units
     try:
         length = visible_length(text, mode)
     except MarkupError as exc:
@@ -276,7 +280,7 @@ def _idempotency_key(body_value: Any, header: str | None) -> str | None:
     value = body_value if body_value is not None else header
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not _encodable(value):
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not encodable(value):
         raise InputError(
             "idempotency_key must be a string of 1-255 characters",
             code="invalid_idempotency_key",
@@ -294,15 +298,6 @@ def _http_url(value: Any) -> bool:
         return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:
         return False
-
-
-def _encodable(value: str) -> bool:
-    """False for strings with lone surrogates (valid JSON escapes, but not text)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _type_name(t: type) -> str:

@@ -27,6 +27,7 @@ from gateway import telegram
 from gateway.commands import Command, Status
 from gateway.flood import FloodController
 from gateway.queue.base import Queue
+from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 #: Two 429s for different chats this close together mean the bot as a whole is throttled.
 GLOBAL_FLOOD_WINDOW_SECONDS = 1.0
+#: Longest error description kept from an unexpected exception.
+MAX_ERROR_DESCRIPTION = 300
 
 
 @dataclass(frozen=True)
@@ -262,14 +265,22 @@ class Worker:
             self._wake.set()
 
     async def _call(self, lane: str, command: Command) -> telegram.Outcome:
-        """One Bot API call, or, for a text over Telegram's limit, one call per part."""
+        """One Bot API call, or, for a text over Telegram's limit, one call per part.
+
+        An unexpected exception while building or making a call (something aiogram or pydantic
+        chokes on, or a bug) becomes a retryable `internal_error` Failure: it spends the retry
+        budget like any failed attempt and then fails, instead of holding its chat back.
+        """
         if command.method in c.SERVICE_METHODS:
             if self._services is None:
                 return telegram.Failure("no_services", "service calls are not configured", False)
-            return await self._services(command)
-        parts = long_text_parts(command)
+            return await self._guarded(command, self._services(command))
+        try:
+            parts = long_text_parts(command)
+        except Exception as exc:
+            return self._unexpected(command, exc)
         if parts is None:
-            return await self._send(lane, command.method, command.params)
+            return await self._guarded(command, self._send(lane, command.method, command.params))
         # Parts already delivered (before a retry or a restart) are not sent again.
         done: list[Any] = list(command.result) if isinstance(command.result, list) else []
         start = len(done)
@@ -277,13 +288,34 @@ class Worker:
             if index > start:  # the pick already paid for the first part's flood slot
                 await self._acquire(lane)
             params = part_params(command.params, parts, index)
-            outcome = await self._send(lane, command.method, params)
+            outcome = await self._guarded(command, self._send(lane, command.method, params))
             if not isinstance(outcome, telegram.Delivered):
                 return outcome
             done.append(outcome.result)
             command.result = done
             await self._queue.save_progress(command.id, done, self._clock())
         return telegram.Delivered(done)
+
+    async def _guarded(
+        self, command: Command, call: Awaitable[telegram.Outcome]
+    ) -> telegram.Outcome:
+        try:
+            return await call
+        except Exception as exc:
+            return self._unexpected(command, exc)
+
+    @staticmethod
+    def _unexpected(command: Command, exc: Exception) -> telegram.Failure:
+        # The traceback once per command (its first attempt), not once per retry.
+        logger.warning(
+            "%s %s failed unexpectedly: %s",
+            command.method,
+            command.id,
+            redact(repr(exc)),
+            exc_info=command.attempts <= 1,
+        )
+        description = f"{type(exc).__name__}: {redact(str(exc))}"[:MAX_ERROR_DESCRIPTION]
+        return telegram.Failure("internal_error", description, retryable=True)
 
     async def _acquire(self, lane: str) -> None:
         key = flood_key(self._migrated.get(lane, lane))
