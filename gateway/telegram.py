@@ -101,11 +101,17 @@ class Migrated:
 
 @dataclass(frozen=True)
 class Failure:
-    """Anything else; `retryable` for network trouble and server errors."""
+    """Anything else; `retryable` for network trouble, server errors and unexpected errors.
+
+    `outage` marks a failure that says nothing about the request itself (Telegram could not be
+    reached, did not answer in time, or answered with a server error): it is retried until the
+    command is too old, however many attempts that takes, rather than counted against them.
+    """
 
     code: str
     description: str
     retryable: bool
+    outage: bool = False
 
     def as_error(self) -> dict[str, Any]:
         return {"code": self.code, "description": self.description}
@@ -136,15 +142,15 @@ async def call(bot: Bot, method: str, params: dict[str, Any]) -> Outcome:
     except TelegramMigrateToChat as exc:
         return Migrated(exc.migrate_to_chat_id, exc.message)
     except TelegramNetworkError as exc:
-        return Failure("network_error", redact(exc.message), retryable=True)
+        return Failure("network_error", redact(exc.message), retryable=True, outage=True)
     except TelegramServerError as exc:
-        return Failure("server_error", exc.message, retryable=True)
+        return Failure("server_error", exc.message, retryable=True, outage=True)
     except TelegramAPIError as exc:
         return Failure(_api_error_code(exc), exc.message, retryable=False)
     except ClientDecodeError as exc:
-        return Failure("bad_response", redact(exc.message), retryable=True)
+        return Failure("bad_response", redact(exc.message), retryable=True, outage=True)
     except TimeoutError:
-        return Failure("timeout", "Telegram did not answer in time", retryable=True)
+        return Failure("timeout", "Telegram did not answer in time", True, outage=True)
     except AiogramError as exc:  # anything else aiogram raises is not worth a crash
         logger.warning("unexpected aiogram error for %s: %s", method, redact(str(exc)))
         return Failure("client_error", redact(str(exc)), retryable=True)

@@ -352,7 +352,7 @@ class Worker:
                 self._migrated[lane] = chat_id
                 params = {**command.params, "chat_id": chat_id}
                 await self._queue.retry(command.id, now, now, params=params, refund=True)
-            case telegram.Failure() as failure if failure.retryable and self._may_retry(command):
+            case telegram.Failure() as failure if self._may_retry(command, failure):
                 delay = self._backoff(command.attempts)
                 self._hooks.retried(command, failure.code)
                 logger.info(
@@ -367,8 +367,10 @@ class Worker:
             case telegram.Failure() as failure:
                 error = failure.as_error()
                 if failure.retryable:
+                    age = now - command.created_at
                     error["description"] = (
-                        f"gave up after {command.attempts} attempt(s): {failure.description}"
+                        f"gave up after {command.attempts} attempt(s) in {age:.0f}s: "
+                        f"{failure.description}"
                     )
                 logger.warning("%s %s failed: %s", command.method, command.id, error["description"])
                 await self._queue.fail(command.id, error, now)
@@ -391,10 +393,18 @@ class Worker:
             "Telegram asked to wait %.0fs (%s)", retry_after, "all chats" if bot_wide else lane
         )
 
-    def _may_retry(self, command: Command) -> bool:
-        too_old = self._clock() - command.created_at >= self._budget.max_age
+    def _may_retry(self, command: Command, failure: telegram.Failure) -> bool:
+        """Outages are budgeted by time (`max_age`); failures of the request itself by both
+        time and `max_attempts`. An outage's attempts still count: one answer that proves the
+        request was processed after a long outage may be its last."""
+        if not failure.retryable:
+            return False
+        if self._clock() - command.created_at >= self._budget.max_age:
+            return False
+        if failure.outage:
+            return True
         attempts = int(command.meta.get("max_attempts", self._budget.max_attempts))
-        return command.attempts < attempts and not too_old
+        return command.attempts < attempts
 
     @staticmethod
     def _backoff(attempts: int) -> float:
