@@ -86,6 +86,10 @@ class TelegramSettings:
     webhook_allowed_networks: tuple[str, ...] = ()
     #: Reverse proxies whose X-Forwarded-For is believed (CIDRs).
     trusted_proxies: tuple[str, ...] = ()
+    #: Seconds a Bot API call may take before it is abandoned and retried. Shorter: a stalled
+    #: Telegram is noticed sooner, but a send it was slow to answer may be sent twice; longer:
+    #: fewer such duplicates, and a stall holds its chat for longer.
+    request_timeout: float = c.BOT_API_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -383,6 +387,11 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
                 raise ConfigError(
                     f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
                 ) from None
+    if not 0 < telegram.request_timeout <= c.MAX_BOT_API_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"[telegram] request_timeout must be more than 0 and at most "
+            f"{c.MAX_BOT_API_TIMEOUT_SECONDS:g} seconds, not {telegram.request_timeout:g}"
+        )
     api = urlsplit(telegram.api_base)
     if api.scheme not in {"http", "https"} or not api.hostname:
         raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")

@@ -104,5 +104,6 @@ SERVICE_LANE: Final = "svc:"
 MAX_IN_FLIGHT: Final = 64
 #: How long shutdown waits for in-flight sends before putting them back.
 SHUTDOWN_GRACE_SECONDS: Final = 5.0
-#: Request timeout for Bot API calls.
+#: Default request timeout for Bot API calls (`[telegram] request_timeout`), and its ceiling.
 BOT_API_TIMEOUT_SECONDS: Final = 30.0
+MAX_BOT_API_TIMEOUT_SECONDS: Final = 600.0

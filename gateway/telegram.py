@@ -45,9 +45,12 @@ _RESPONSE_TYPES: Final = tuple(
 )
 
 
-def create_bot(token: str, api_base: str) -> Bot:
-    """An aiogram Bot whose session talks to `api_base` (Telegram, or the sandbox)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
+def create_bot(
+    token: str, api_base: str, request_timeout: float = c.BOT_API_TIMEOUT_SECONDS
+) -> Bot:
+    """An aiogram Bot whose session talks to `api_base` (Telegram, or the sandbox), giving up
+    on a call after `request_timeout` seconds."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base), timeout=request_timeout)
     return Bot(token, session=session)
 
 
@@ -136,7 +139,7 @@ async def call(bot: Bot, method: str, params: dict[str, Any]) -> Outcome:
     except InvalidParams as exc:
         return Failure("invalid_params", str(exc), retryable=False)
     try:
-        result = await bot(built, request_timeout=int(c.BOT_API_TIMEOUT_SECONDS))
+        result = await bot(built)  # within the session's timeout: [telegram] request_timeout
     except TelegramRetryAfter as exc:
         return FloodWait(float(exc.retry_after), exc.message)
     except TelegramMigrateToChat as exc:

@@ -1,13 +1,15 @@
 """A TCP proxy on loopback that a test can take down and bring back on the same port.
 
 Put between the gateway and the sandbox it makes a Telegram outage for real: while it is down,
-connecting is refused and every open connection is cut.
+connecting is refused and every open connection is cut. With `answering = False` requests still
+reach the sandbox but its answers are swallowed: a Telegram that stalls after doing the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -20,6 +22,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.port = 0
+        #: False: what the target sends back is dropped (the client waits for ever).
+        self.answering = True
 
     async def start(self) -> None:
         """Listen (on the same port as before, once there is one)."""
@@ -32,10 +36,9 @@ class TcpProxy:
             self._server.close()
             self._server = None
         for writer in list(self._writers):
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            writer.close()  # both pipes of each connection then read their end
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         self._writers.clear()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,7 +55,10 @@ class TcpProxy:
             return
         self._writers.add(up_writer)
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, up_writer, lambda: True),
+                _pipe(up_reader, writer, lambda: self.answering),
+            )
         finally:
             for w in (writer, up_writer):
                 w.close()
@@ -60,10 +66,13 @@ class TcpProxy:
             self._tasks.discard(task)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, passing: Callable[[], bool]
+) -> None:
     with contextlib.suppress(OSError):
         while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
+            if passing():
+                writer.write(data)
+                await writer.drain()
     with contextlib.suppress(OSError):
         writer.write_eof()

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.sandbox import SandboxSettings
-from tests.conftest import GatewayFactory, Sandbox
+from tests.conftest import USER, GatewayFactory, Sandbox
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -73,3 +73,35 @@ async def test_an_outage_longer_than_the_attempts_fails_nothing(
         assert [m["text"] for m in await sandbox.messages(chat)] == [
             f"{chat}-{n}" for n in range(3)
         ]
+
+
+async def test_a_send_that_timed_out_is_retried_and_may_arrive_twice(
+    gateway_factory: GatewayFactory, sandbox: Sandbox, proxy: TcpProxy
+) -> None:
+    """What the README says about duplicates: Telegram did the work but its answer never came
+    within `[telegram] request_timeout`, so the call is made again, and the chat shows it twice.
+    The gateway gives up on the stalled call after the configured timeout, not the default."""
+    await sandbox.create_chat(USER)
+    env = {
+        "GATEWAY_TELEGRAM_API_BASE": f"http://127.0.0.1:{proxy.port}",
+        "GATEWAY_TELEGRAM_REQUEST_TIMEOUT": "1",
+    }
+    async with gateway_factory(env) as gw:
+        proxy.answering = False
+        status, answer = await gw.enqueue({"chat_id": USER, "text": "slow answer"})
+        assert status == 202, answer
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20  # far below the 30 s default timeout
+        seen: dict[str, Any] = {}
+        while loop.time() < deadline:
+            seen = await gw.command(answer["id"])
+            if seen["error"] is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert seen["status"] == "queued" and seen["error"]["code"] == "network_error", seen
+        assert "timeout" in seen["error"]["description"].lower()
+        proxy.answering = True
+        done = await gw.command(answer["id"], wait=30)
+        assert done["status"] == "sent", done
+    texts = [m["text"] for m in await sandbox.messages(USER)]
+    assert len(texts) >= 2 and set(texts) == {"slow answer"}, texts
