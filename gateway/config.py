@@ -108,6 +108,8 @@ class DeliverySettings:
     #: Seconds after acceptance past which a command is no longer retried.
     max_age: float = 3600.0
     long_text: LongText = "split"
+    #: The longest text accepted, in characters (longer: 413 naming the field).
+    max_text_length: int = c.DEFAULT_MAX_TEXT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ def load_config(
     telegram: TelegramSettings = sections["telegram"]
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
+    _validate_delivery(sections["delivery"])
 
     token = read_token(
         _resolve(base, telegram.token_file),
@@ -359,6 +362,13 @@ def _check_unknown_env(env: Mapping[str, str]) -> None:
     for var in sorted(env):
         if var.startswith(ENV_PREFIX) and var not in known:
             raise ConfigError(f"environment variable {var} is not a known setting")
+
+
+def _validate_delivery(delivery: DeliverySettings) -> None:
+    if delivery.max_text_length < 1:
+        raise ConfigError(
+            f"[delivery] max_text_length must be at least 1, not {delivery.max_text_length}"
+        )
 
 
 def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:

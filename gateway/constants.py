@@ -78,6 +78,12 @@ MAX_BODY_VALUES: Final = 5000
 #: Telegram's ids (chats, users, messages) are signed 64-bit integers at most.
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
+#: Default of `[delivery] max_text_length`: the longest text accepted, in characters (16 parts
+#: of Telegram's 4096 when split).
+DEFAULT_MAX_TEXT_LENGTH: Final = 65536
+#: Texts longer than this are parsed and split in a worker thread, not on the event loop
+#: (parsing markup costs a few microseconds per character).
+OFFLOAD_TEXT_LENGTH: Final = 4096
 #: Longest `GET /commands/{id}?wait=N`.
 MAX_WAIT_SECONDS: Final = 60.0
 

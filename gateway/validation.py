@@ -8,6 +8,7 @@ Two forms are accepted:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,33 @@ class EnqueueRequest:
     idempotency_key: str | None
 
 
+async def check_enqueue(
+    body: dict[str, Any],
+    allowed_users: Iterable[int],
+    idempotency_header: str | None,
+    long_text: LongText,
+    max_text_length: int,
+) -> EnqueueRequest:
+    """`parse_enqueue`, in a worker thread when the body carries a long text: parsing the
+    markup of a big text takes seconds of CPU, and the event loop must keep serving."""
+    args = (body, allowed_users, idempotency_header, long_text, max_text_length)
+    if _text_length(body) > c.OFFLOAD_TEXT_LENGTH:
+        return await asyncio.to_thread(parse_enqueue, *args)
+    return parse_enqueue(*args)
+
+
+def _text_length(body: dict[str, Any]) -> int:
+    params = body.get("params") if "method" in body else body
+    text = params.get("text") if isinstance(params, dict) else None
+    return len(text) if isinstance(text, str) else 0
+
+
 def parse_enqueue(
     body: dict[str, Any],
     allowed_users: Iterable[int],
     idempotency_header: str | None = None,
     long_text: LongText = "split",
+    max_text_length: int = c.DEFAULT_MAX_TEXT_LENGTH,
 ) -> EnqueueRequest:
     """Check an `/enqueue_command` body; raise InputError naming the first bad field.
 
@@ -62,11 +85,24 @@ def parse_enqueue(
     """
     check_values(body)
     key = _idempotency_key(body.get("idempotency_key"), idempotency_header)
+    field = "params.text" if "method" in body else "text"
+    _text_cap(_text_length(body), max_text_length, field)
     commands = [_general(body)] if "method" in body else _short(body, allowed_users)
     for command in commands:
         command.idempotency_key = key
-        _long_text(command, long_text, "params.text" if "method" in body else "text")
+        _long_text(command, long_text, field)
     return EnqueueRequest(commands, key)
+
+
+def _text_cap(length: int, limit: int, field: str) -> None:
+    if length > limit:
+        raise InputError(
+            f"{field} is {length} characters long; this gateway accepts at most {limit} "
+            "([delivery] max_text_length)",
+            code="text_too_large",
+            field=field,
+            status=413,
+        )
 
 
 def _long_text(command: Command, policy: LongText, field: str) -> None:

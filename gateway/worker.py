@@ -276,7 +276,7 @@ class Worker:
                 return telegram.Failure("no_services", "service calls are not configured", False)
             return await self._guarded(command, self._services(command))
         try:
-            parts = long_text_parts(command)
+            parts = await _long_text_parts_off_loop(command)
         except Exception as exc:
             return self._unexpected(command, exc)
         if parts is None:
@@ -293,7 +293,7 @@ class Worker:
                 return outcome
             done.append(outcome.result)
             command.result = done
-            await self._queue.save_progress(command.id, done, self._clock())
+            await self._queue.save_part(command.id, index, outcome.result, self._clock())
         return telegram.Delivered(done)
 
     async def _guarded(
@@ -416,6 +416,14 @@ class Worker:
         for future in self._waiters.pop(command_id, []):
             if not future.done():
                 future.set_result(None)
+
+
+async def _long_text_parts_off_loop(command: Command) -> list[str] | None:
+    """`long_text_parts`, in a worker thread for a long text (seconds of CPU for a big one)."""
+    text = command.params.get("text")
+    if isinstance(text, str) and len(text) > c.OFFLOAD_TEXT_LENGTH:
+        return await asyncio.to_thread(long_text_parts, command)
+    return long_text_parts(command)
 
 
 def long_text_parts(command: Command) -> list[str] | None:

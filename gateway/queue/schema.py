@@ -17,6 +17,9 @@ from gateway.errors import StartupError
 logger = logging.getLogger(__name__)
 
 COMMANDS_TABLE: Final = "commands"
+#: The parts of a split message delivered so far: one row each, so that saving the progress of
+#: a long text does not rewrite its command's row (which holds the whole text).
+PARTS_TABLE: Final = "command_parts"
 #: The columns, in the order every SELECT and INSERT of the queue uses.
 COLUMNS: Final = (
     "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
@@ -93,6 +96,16 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             WHERE idempotency_key IS NOT NULL""",
         f"""CREATE INDEX {COMMANDS_TABLE}_awaiting ON {COMMANDS_TABLE} (seq)
             WHERE status = 'awaiting_reply'""",
+    ),
+    # Split-message progress one row per part (saving part n wrote the whole text n times).
+    4: (
+        f"""CREATE TABLE {PARTS_TABLE} (
+            command_id TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            result TEXT,
+            saved_at REAL NOT NULL,
+            PRIMARY KEY (command_id, part)
+        ) WITHOUT ROWID""",
     ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
