@@ -106,9 +106,9 @@ class Migrated:
 class Failure:
     """Anything else; `retryable` for network trouble, server errors and unexpected errors.
 
-    `outage` marks a failure that says nothing about the request itself (Telegram could not be
-    reached, did not answer in time, or answered with a server error): it is retried until the
-    command is too old, however many attempts that takes, rather than counted against them.
+    `outage` marks a failure that says Telegram could not do the work (it could not be reached,
+    did not answer in time, or answered with a server error): it is retried until the command
+    is too old, however many attempts that takes, rather than counted against them.
     """
 
     code: str
@@ -151,7 +151,9 @@ async def call(bot: Bot, method: str, params: dict[str, Any]) -> Outcome:
     except TelegramAPIError as exc:
         return Failure(_api_error_code(exc), exc.message, retryable=False)
     except ClientDecodeError as exc:
-        return Failure("bad_response", redact(exc.message), retryable=True, outage=True)
+        # An answer that does not parse may be one Telegram sent after doing the work (a model
+        # aiogram does not know yet): not an outage, so max_attempts bounds the repeats.
+        return Failure("bad_response", redact(exc.message), retryable=True)
     except TimeoutError:
         return Failure("timeout", "Telegram did not answer in time", True, outage=True)
     except AiogramError as exc:  # anything else aiogram raises is not worth a crash
