@@ -12,3 +12,4 @@ fi
 $PY bench/delivery.py
 $PY bench/latency.py
 $PY bench/memory.py
+$PY bench/outage.py

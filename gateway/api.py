@@ -21,7 +21,7 @@ from gateway.errors import InputError
 from gateway.http import read_json_object
 from gateway.openapi import build_openapi
 from gateway.queue.base import Queue
-from gateway.validation import parse_enqueue
+from gateway.validation import check_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,12 @@ async def enqueue_command(request: web.Request) -> web.Response:
     if dispatch is not None:
         body = {**body, "chat_id": dispatch.params["chat_id"]}
         del body["reply_to"]
-    parsed = parse_enqueue(
+    parsed = await check_enqueue(
         body,
         config.allowed_users,
         request.headers.get(c.IDEMPOTENCY_HEADER),
         config.delivery.long_text,
+        config.delivery.max_text_length,
     )
     if dispatch is not None:  # an answer to a user's command, delivered as a reply to it
         for command in parsed.commands:

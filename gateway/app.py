@@ -54,8 +54,10 @@ def create_app(
     app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
     app[keys.RATE_LIMITER] = RateLimiter()
     app[keys.QUEUE] = queue or _make_queue(config)
+    app[keys.BOT] = create_bot(
+        config.bot_token.reveal(), config.telegram.api_base, config.telegram.request_timeout
+    )
     app[keys.SIGNATURES] = SignatureVerifier(app[keys.QUEUE])
-    app[keys.BOT] = create_bot(config.bot_token.reveal(), config.telegram.api_base)
     app[keys.WEBHOOK] = keys.WebhookStatus()
     flood = FloodController(
         FloodLimits(

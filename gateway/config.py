@@ -102,6 +102,10 @@ class TelegramSettings:
     #: serves itself (never with tls = false), "always" the configured certificate file,
     #: "never".
     upload_certificate: UploadCertificate = "auto"
+    #: Seconds a Bot API call may take before it is abandoned and retried. Shorter: a stalled
+    #: Telegram is noticed sooner, but a send it was slow to answer may be sent twice; longer:
+    #: fewer such duplicates, and a stall holds its chat for longer.
+    request_timeout: float = c.BOT_API_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class DeliverySettings:
     #: Seconds after acceptance past which a command is no longer retried.
     max_age: float = 3600.0
     long_text: LongText = "split"
+    #: The longest text accepted, in characters (longer: 413 naming the field).
+    max_text_length: int = c.DEFAULT_MAX_TEXT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,7 @@ def load_config(
     telegram: TelegramSettings = sections["telegram"]
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
+    _validate_delivery(sections["delivery"])
 
     token = read_token(
         _resolve(base, telegram.token_file),
@@ -415,6 +422,13 @@ def _check_unknown_env(env: Mapping[str, str]) -> None:
             raise ConfigError(f"environment variable {var} is not a known setting")
 
 
+def _validate_delivery(delivery: DeliverySettings) -> None:
+    if delivery.max_text_length < 1:
+        raise ConfigError(
+            f"[delivery] max_text_length must be at least 1, not {delivery.max_text_length}"
+        )
+
+
 def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
     if not 0 < server.port < 65536:
         raise ConfigError(f"[server] port must be between 1 and 65535, not {server.port}")
@@ -442,6 +456,11 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
                     f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
                 ) from None
     parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
+    if not 0 < telegram.request_timeout <= c.MAX_BOT_API_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"[telegram] request_timeout must be more than 0 and at most "
+            f"{c.MAX_BOT_API_TIMEOUT_SECONDS:g} seconds, not {telegram.request_timeout:g}"
+        )
     api = urlsplit(telegram.api_base)
     if api.scheme not in {"http", "https"} or not api.hostname:
         raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")

@@ -71,6 +71,21 @@ OPENAPI_PATH: Final = "/openapi.json"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 #: How long an idempotency key is remembered.
 IDEMPOTENCY_WINDOW_SECONDS: Final = 24 * 3600
+#: Deepest nesting of objects and arrays in an API request body (the body is level 1): enough
+#: for any Bot API object (params → reply_markup → inline_keyboard → row → button → web_app is 6).
+MAX_BODY_DEPTH: Final = 10
+#: Most values (objects, arrays, strings, numbers) in one API request body. An inline keyboard
+#: holds at most 100 buttons; this leaves ample room and bounds the work per request.
+MAX_BODY_VALUES: Final = 5000
+#: Telegram's ids (chats, users, messages) are signed 64-bit integers at most.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+#: Default of `[delivery] max_text_length`: the longest text accepted, in characters (16 parts
+#: of Telegram's 4096 when split).
+DEFAULT_MAX_TEXT_LENGTH: Final = 65536
+#: Texts longer than this are parsed and split in a worker thread, not on the event loop
+#: (parsing markup costs a few microseconds per character).
+OFFLOAD_TEXT_LENGTH: Final = 4096
 #: Longest `GET /commands/{id}?wait=N`.
 MAX_WAIT_SECONDS: Final = 60.0
 
@@ -104,5 +119,6 @@ FAILED_UPDATES_KEPT: Final = 1000
 MAX_IN_FLIGHT: Final = 64
 #: How long shutdown waits for in-flight sends before putting them back.
 SHUTDOWN_GRACE_SECONDS: Final = 5.0
-#: Request timeout for Bot API calls.
+#: Default request timeout for Bot API calls (`[telegram] request_timeout`), and its ceiling.
 BOT_API_TIMEOUT_SECONDS: Final = 30.0
+MAX_BOT_API_TIMEOUT_SECONDS: Final = 600.0

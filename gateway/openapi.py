@@ -46,9 +46,13 @@ ENQUEUE_ERRORS: dict[int, tuple[str, ...]] = {
         "invalid_buttons",
         "invalid_timeout",
         "invalid_url",
+        "invalid_text",
+        "out_of_range",
+        "too_deep",
+        "too_many_values",
     ),
     403: ("forbidden_method", "forbidden_chat"),
-    413: ("body_too_large",),
+    413: ("body_too_large", "text_too_large"),
     415: ("unsupported_media_type",),
 }
 COMMAND_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_wait",), 404: ("not_found",)}

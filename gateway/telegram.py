@@ -45,9 +45,12 @@ _RESPONSE_TYPES: Final = tuple(
 )
 
 
-def create_bot(token: str, api_base: str) -> Bot:
-    """An aiogram Bot whose session talks to `api_base` (Telegram, or the sandbox)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
+def create_bot(
+    token: str, api_base: str, request_timeout: float = c.BOT_API_TIMEOUT_SECONDS
+) -> Bot:
+    """An aiogram Bot whose session talks to `api_base` (Telegram, or the sandbox), giving up
+    on a call after `request_timeout` seconds."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base), timeout=request_timeout)
     return Bot(token, session=session)
 
 
@@ -101,11 +104,17 @@ class Migrated:
 
 @dataclass(frozen=True)
 class Failure:
-    """Anything else; `retryable` for network trouble and server errors."""
+    """Anything else; `retryable` for network trouble, server errors and unexpected errors.
+
+    `outage` marks a failure that says Telegram could not do the work (it could not be reached,
+    did not answer in time, or answered with a server error): it is retried until the command
+    is too old, however many attempts that takes, rather than counted against them.
+    """
 
     code: str
     description: str
     retryable: bool
+    outage: bool = False
 
     def as_error(self) -> dict[str, Any]:
         return {"code": self.code, "description": self.description}
@@ -130,21 +139,23 @@ async def call(bot: Bot, method: str, params: dict[str, Any]) -> Outcome:
     except InvalidParams as exc:
         return Failure("invalid_params", str(exc), retryable=False)
     try:
-        result = await bot(built, request_timeout=int(c.BOT_API_TIMEOUT_SECONDS))
+        result = await bot(built)  # within the session's timeout: [telegram] request_timeout
     except TelegramRetryAfter as exc:
         return FloodWait(float(exc.retry_after), exc.message)
     except TelegramMigrateToChat as exc:
         return Migrated(exc.migrate_to_chat_id, exc.message)
     except TelegramNetworkError as exc:
-        return Failure("network_error", redact(exc.message), retryable=True)
+        return Failure("network_error", redact(exc.message), retryable=True, outage=True)
     except TelegramServerError as exc:
-        return Failure("server_error", exc.message, retryable=True)
+        return Failure("server_error", exc.message, retryable=True, outage=True)
     except TelegramAPIError as exc:
         return Failure(_api_error_code(exc), exc.message, retryable=False)
     except ClientDecodeError as exc:
+        # An answer that does not parse may be one Telegram sent after doing the work (a model
+        # aiogram does not know yet): not an outage, so max_attempts bounds the repeats.
         return Failure("bad_response", redact(exc.message), retryable=True)
     except TimeoutError:
-        return Failure("timeout", "Telegram did not answer in time", retryable=True)
+        return Failure("timeout", "Telegram did not answer in time", True, outage=True)
     except AiogramError as exc:  # anything else aiogram raises is not worth a crash
         logger.warning("unexpected aiogram error for %s: %s", method, redact(str(exc)))
         return Failure("client_error", redact(str(exc)), retryable=True)

@@ -8,12 +8,14 @@ Two forms are accepted:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from gateway import constants as c
+from gateway.bodycheck import check_values, encodable
 from gateway.commands import Command
 from gateway.config import LongText
 from gateway.errors import InputError
@@ -46,32 +48,70 @@ class EnqueueRequest:
     idempotency_key: str | None
 
 
+async def check_enqueue(
+    body: dict[str, Any],
+    allowed_users: Iterable[int],
+    idempotency_header: str | None,
+    long_text: LongText,
+    max_text_length: int,
+) -> EnqueueRequest:
+    """`parse_enqueue`, in a worker thread when the body carries a long text: parsing the
+    markup of a big text takes seconds of CPU, and the event loop must keep serving."""
+    args = (body, allowed_users, idempotency_header, long_text, max_text_length)
+    if _text_length(body) > c.OFFLOAD_TEXT_LENGTH:
+        return await asyncio.to_thread(parse_enqueue, *args)
+    return parse_enqueue(*args)
+
+
+def _text_length(body: dict[str, Any]) -> int:
+    params = body.get("params") if "method" in body else body
+    text = params.get("text") if isinstance(params, dict) else None
+    return len(text) if isinstance(text, str) else 0
+
+
 def parse_enqueue(
     body: dict[str, Any],
     allowed_users: Iterable[int],
     idempotency_header: str | None = None,
     long_text: LongText = "split",
+    max_text_length: int = c.DEFAULT_MAX_TEXT_LENGTH,
 ) -> EnqueueRequest:
     """Check an `/enqueue_command` body; raise InputError naming the first bad field.
 
-    Text over Telegram's limit is checked here per `long_text`: "reject" refuses it,
-    "truncate" shortens it now, "split" leaves it whole for the worker to send in parts.
+    Every value is checked first (valid Unicode, 64-bit integers, bounded nesting), and markup
+    is parsed as Telegram would. Text over Telegram's limit is checked per `long_text`:
+    "reject" refuses it, "truncate" shortens it now, "split" leaves it whole for the worker to
+    send in parts.
     """
+    check_values(body)
     key = _idempotency_key(body.get("idempotency_key"), idempotency_header)
+    field = "params.text" if "method" in body else "text"
+    _text_cap(_text_length(body), max_text_length, field)
     commands = [_general(body)] if "method" in body else _short(body, allowed_users)
     for command in commands:
         command.idempotency_key = key
-        _long_text(command, long_text, "params.text" if "method" in body else "text")
+        _long_text(command, long_text, field)
     return EnqueueRequest(commands, key)
+
+
+def _text_cap(length: int, limit: int, field: str) -> None:
+    if length > limit:
+        raise InputError(
+            f"{field} is {length} characters long; this gateway accepts at most {limit} "
+            "([delivery] max_text_length)",
+            code="text_too_large",
+            field=field,
+            status=413,
+        )
 
 
 def _long_text(command: Command, policy: LongText, field: str) -> None:
     text = command.params.get("text")
     if command.method not in ("sendMessage", "editMessageText") or not isinstance(text, str):
         return
-    if len(text) <= c.MAX_MESSAGE_LENGTH // 2:
-        return  # cannot be over the limit even in UTF-16 units: skip parsing
     mode = command.params.get("parse_mode")
+    if len(text) <= c.MAX_MESSAGE_LENGTH // 2 and not mode:
+        return  # plain text that cannot be over the limit even in UTF-16 units
     try:
         length = visible_length(text, mode)
     except MarkupError as exc:
@@ -276,7 +316,7 @@ def _idempotency_key(body_value: Any, header: str | None) -> str | None:
     value = body_value if body_value is not None else header
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not _encodable(value):
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or not encodable(value):
         raise InputError(
             "idempotency_key must be a string of 1-255 characters",
             code="invalid_idempotency_key",
@@ -294,15 +334,6 @@ def _http_url(value: Any) -> bool:
         return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:
         return False
-
-
-def _encodable(value: str) -> bool:
-    """False for strings with lone surrogates (valid JSON escapes, but not text)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _type_name(t: type) -> str:

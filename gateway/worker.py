@@ -27,6 +27,7 @@ from gateway import telegram
 from gateway.commands import Command, Status
 from gateway.flood import FloodController
 from gateway.queue.base import Queue
+from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 #: Two 429s for different chats this close together mean the bot as a whole is throttled.
 GLOBAL_FLOOD_WINDOW_SECONDS = 1.0
+#: Longest error description kept from an unexpected exception.
+MAX_ERROR_DESCRIPTION = 300
 
 
 @dataclass(frozen=True)
@@ -274,14 +277,22 @@ class Worker:
             self._wake.set()
 
     async def _call(self, lane: str, command: Command) -> telegram.Outcome:
-        """One Bot API call, or, for a text over Telegram's limit, one call per part."""
+        """One Bot API call, or, for a text over Telegram's limit, one call per part.
+
+        An unexpected exception while building or making a call (something aiogram or pydantic
+        chokes on, or a bug) becomes a retryable `internal_error` Failure: it spends the retry
+        budget like any failed attempt and then fails, instead of holding its chat back.
+        """
         if command.method in c.SERVICE_METHODS:
             if self._services is None:
                 return telegram.Failure("no_services", "service calls are not configured", False)
-            return await self._services(command)
-        parts = long_text_parts(command)
+            return await self._guarded(command, self._services(command))
+        try:
+            parts = await _long_text_parts_off_loop(command)
+        except Exception as exc:
+            return self._unexpected(command, exc)
         if parts is None:
-            return await self._send(lane, command.method, command.params)
+            return await self._guarded(command, self._send(lane, command.method, command.params))
         # Parts already delivered (before a retry or a restart) are not sent again.
         done: list[Any] = list(command.result) if isinstance(command.result, list) else []
         start = len(done)
@@ -289,13 +300,34 @@ class Worker:
             if index > start:  # the pick already paid for the first part's flood slot
                 await self._acquire(lane)
             params = part_params(command.params, parts, index)
-            outcome = await self._send(lane, command.method, params)
+            outcome = await self._guarded(command, self._send(lane, command.method, params))
             if not isinstance(outcome, telegram.Delivered):
                 return outcome
             done.append(outcome.result)
             command.result = done
-            await self._queue.save_progress(command.id, done, self._clock())
+            await self._queue.save_part(command.id, index, outcome.result, self._clock())
         return telegram.Delivered(done)
+
+    async def _guarded(
+        self, command: Command, call: Awaitable[telegram.Outcome]
+    ) -> telegram.Outcome:
+        try:
+            return await call
+        except Exception as exc:
+            return self._unexpected(command, exc)
+
+    @staticmethod
+    def _unexpected(command: Command, exc: Exception) -> telegram.Failure:
+        # The traceback once per command (its first attempt), not once per retry.
+        logger.warning(
+            "%s %s failed unexpectedly: %s",
+            command.method,
+            command.id,
+            redact(repr(exc)),
+            exc_info=command.attempts <= 1,
+        )
+        description = f"{type(exc).__name__}: {redact(str(exc))}"[:MAX_ERROR_DESCRIPTION]
+        return telegram.Failure("internal_error", description, retryable=True)
 
     async def _acquire(self, lane: str) -> None:
         key = flood_key(self._migrated.get(lane, lane))
@@ -337,7 +369,7 @@ class Worker:
                 self._migrated[lane] = chat_id
                 params = {**command.params, "chat_id": chat_id}
                 await self._queue.retry(command.id, now, now, params=params, refund=True)
-            case telegram.Failure() as failure if failure.retryable and self._may_retry(command):
+            case telegram.Failure() as failure if self._may_retry(command, failure):
                 delay = self._backoff(command.attempts)
                 self._hooks.retried(command, failure.code)
                 logger.info(
@@ -353,8 +385,10 @@ class Worker:
             case telegram.Failure() as failure:
                 error = failure.as_error()
                 if failure.retryable:
+                    age = now - command.created_at
                     error["description"] = (
-                        f"gave up after {command.attempts} attempt(s): {failure.description}"
+                        f"gave up after {command.attempts} attempt(s) in {age:.0f}s: "
+                        f"{failure.description}"
                     )
                 logger.warning(
                     "%s %s failed: %s",
@@ -383,10 +417,18 @@ class Worker:
             "Telegram asked to wait %.0fs (%s)", retry_after, "all chats" if bot_wide else lane
         )
 
-    def _may_retry(self, command: Command) -> bool:
-        too_old = self._clock() - command.created_at >= self._budget.max_age
+    def _may_retry(self, command: Command, failure: telegram.Failure) -> bool:
+        """Outages are budgeted by time (`max_age`); failures of the request itself by both
+        time and `max_attempts`. An outage's attempts still count: one answer that proves the
+        request was processed after a long outage may be its last."""
+        if not failure.retryable:
+            return False
+        if self._clock() - command.created_at >= self._budget.max_age:
+            return False
+        if failure.outage:
+            return True
         attempts = int(command.meta.get("max_attempts", self._budget.max_attempts))
-        return command.attempts < attempts and not too_old
+        return command.attempts < attempts
 
     @staticmethod
     def _backoff(attempts: int) -> float:
@@ -403,6 +445,13 @@ class Worker:
 def log_fields(command: Command) -> dict[str, Any]:
     """`extra=` for a log line about `command` (fields of the JSON log format)."""
     return {"command_id": command.id, "chat_id": command.chat_id, "method": command.method}
+
+async def _long_text_parts_off_loop(command: Command) -> list[str] | None:
+    """`long_text_parts`, in a worker thread for a long text (seconds of CPU for a big one)."""
+    text = command.params.get("text")
+    if isinstance(text, str) and len(text) > c.OFFLOAD_TEXT_LENGTH:
+        return await asyncio.to_thread(long_text_parts, command)
+    return long_text_parts(command)
 
 
 def long_text_parts(command: Command) -> list[str] | None:

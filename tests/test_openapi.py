@@ -150,6 +150,7 @@ def _constant(node: ast.expr) -> Any:
 #: Which operations answer with the errors raised in which module (or function of it).
 ERROR_SOURCES: dict[str, list[tuple[str, str]]] = {
     "validation.py": [ENQUEUE],
+    "bodycheck.py": [ENQUEUE],
     "http.py:read_json_object": [ENQUEUE],
     "http.py:storage_unavailable": [ENQUEUE],
     "api.py:_reply_target": [ENQUEUE],
@@ -164,7 +165,7 @@ ERROR_SOURCES: dict[str, list[tuple[str, str]]] = {
 def test_every_error_code_is_documented_for_its_routes(document: dict[str, Any]) -> None:
     produced: set[str] = {"internal_error"}
     every = operations(document)
-    for module in ("validation.py", "http.py", "api.py", "auth.py", "webhook.py"):
+    for module in ("validation.py", "bodycheck.py", "http.py", "api.py", "auth.py", "webhook.py"):
         for function, status, code in _error_codes(module):
             produced.add(code)
             if module == "http.py" and function == "json_errors":

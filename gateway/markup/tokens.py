@@ -8,6 +8,7 @@ offsets in error messages count code points of the input from 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.errors import GatewayError
 
@@ -48,9 +49,13 @@ class Entity:
     is_link: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A visible character (``TEXT``, ``width`` UTF-16 units) or a piece of markup."""
+class Token(NamedTuple):
+    """A visible character (``TEXT``, ``width`` UTF-16 units) or a piece of markup.
+
+    A tuple, not a dataclass: a big text is a million tokens, and the garbage collector stops
+    tracking a tuple of plain values, so its full collections (which hold the GIL, stalling the
+    event loop even while the parsing runs in a thread) do not have to walk them all.
+    """
 
     kind: int
     raw: str

@@ -117,8 +117,13 @@ class Queue(ABC):
         """
 
     @abstractmethod
-    async def save_progress(self, command_id: str, result: Any, now: float) -> None:
-        """Record a partial result (the parts of a split message sent so far); status unchanged."""
+    async def save_part(self, command_id: str, part: int, result: Any, now: float) -> None:
+        """Record that part `part` (from 0) of a split message was delivered with `result`.
+
+        The status is unchanged and the command itself is not rewritten (it holds the whole
+        text). Until the command completes, its `result` reads as the list of the parts saved
+        so far, in order; `complete` then stores the final result in their place.
+        """
 
     @abstractmethod
     async def awaiting(self) -> list[Command]:

@@ -117,9 +117,11 @@ class MemoryQueue(Queue):
         if params is not None:
             command.params = deepcopy(params)
 
-    async def save_progress(self, command_id: str, result: Any, now: float) -> None:
+    async def save_part(self, command_id: str, part: int, result: Any, now: float) -> None:
         command = self._commands[command_id]
-        command.result, command.updated_at = deepcopy(result), now
+        parts = list(command.result) if isinstance(command.result, list) else []
+        parts[part:] = [deepcopy(result)]
+        command.result = parts
 
     async def remember_signature(
         self, client: str, signature: str, expires: float, now: float

@@ -23,6 +23,9 @@ UPDATES_TABLE: Final = "updates"
 FAILED_UPDATES_TABLE: Final = "failed_updates"
 #: Request signatures seen, per API client, until they expire (replay refusal).
 SIGNATURES_TABLE: Final = "signatures"
+#: The parts of a split message delivered so far: one row each, so that saving the progress of
+#: a long text does not rewrite its command's row (which holds the whole text).
+PARTS_TABLE: Final = "command_parts"
 #: The columns, in the order every SELECT and INSERT of the queue uses.
 COLUMNS: Final = (
     "id, seq, lane, method, params, status, attempts, created_at, updated_at, not_before, "
@@ -100,7 +103,16 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"""CREATE INDEX {COMMANDS_TABLE}_awaiting ON {COMMANDS_TABLE} (seq)
             WHERE status = 'awaiting_reply'""",
     ),
-    4: (),
+    # Split-message progress one row per part (saving part n wrote the whole text n times).
+    4: (
+        f"""CREATE TABLE {PARTS_TABLE} (
+            command_id TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            result TEXT,
+            saved_at REAL NOT NULL,
+            PRIMARY KEY (command_id, part)
+        ) WITHOUT ROWID""",
+    ),
     # The replay cache: a signature is refused while it is valid, across restarts.
     5: (
         f"""CREATE TABLE {SIGNATURES_TABLE} (

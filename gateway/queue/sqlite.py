@@ -40,6 +40,7 @@ from gateway.queue.schema import (
     FAILED_UPDATES_TABLE,
     INSERT_CHUNK,
     INSERT_WIDTH,
+    PARTS_TABLE,
     SIGNATURES_TABLE,
     UPDATES_TABLE,
     insert_sql,
@@ -64,6 +65,10 @@ _CLAIM = f"""UPDATE {COMMANDS_TABLE}
 # SQLite takes the bare columns of a min() aggregate from the row holding the minimum.
 _LANE_HEADS = f"""SELECT lane, min(seq), status, not_before FROM {COMMANDS_TABLE}
     WHERE {_NOT_FINAL} GROUP BY lane"""
+_PARTS = f"SELECT result FROM {PARTS_TABLE} WHERE command_id = ? ORDER BY part"
+# Only a command that exists gets parts (rowcount 0 otherwise: KeyError).
+_SAVE_PART = f"""INSERT OR REPLACE INTO {PARTS_TABLE} (command_id, part, result, saved_at)
+    SELECT :id, :part, :result, :now WHERE EXISTS (SELECT 1 FROM {COMMANDS_TABLE} WHERE id = :id)"""
 
 
 _SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = ? AND update_id = ?"
@@ -119,8 +124,12 @@ class SqliteQueue(Queue):
             command.seq = first + offset
 
     async def get(self, command_id: str) -> Command | None:
-        rows = await self._read(f"{_SELECT} WHERE id = ?", (command_id,))
-        return _command(rows[0]) if rows else None
+        def get(db: sqlite3.Connection) -> Command | None:
+            rows = db.execute(f"{_SELECT} WHERE id = ?", (command_id,)).fetchall()
+            return _with_parts(db, _command(rows[0])) if rows else None
+
+        command: Command | None = await self._database().call(get)
+        return command
 
     async def find_idempotent(self, key: str, since: float) -> Command | None:
         rows = await self._read(
@@ -147,17 +156,19 @@ class SqliteQueue(Queue):
     async def claim(self, chat: str, now: float) -> Command | None:
         def claim(db: sqlite3.Connection) -> Command | None:
             rows = db.execute(_CLAIM, {"lane": chat, "now": now}).fetchall()
-            return _command(rows[0]) if rows else None
+            return _with_parts(db, _command(rows[0])) if rows else None
 
         return await self._write(claim)
 
     async def complete(
         self, command_id: str, result: Any, now: float, status: Status = Status.SENT
     ) -> None:
+        # A split message's result (a list) takes the place of the parts saved on the way.
         await self._update(
             command_id,
             f"UPDATE {COMMANDS_TABLE} SET status = ?, result = ?, updated_at = ? WHERE id = ?",
             (status.value, _dump(result), now, command_id),
+            f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?" if isinstance(result, list) else None,
         )
 
     async def awaiting(self) -> list[Command]:
@@ -219,13 +230,15 @@ class SqliteQueue(Queue):
             ),
         )
 
-    async def save_progress(self, command_id: str, result: Any, now: float) -> None:
+    async def save_part(self, command_id: str, part: int, result: Any, now: float) -> None:
         # Committed before the next part goes out, so a restart does not send a part twice.
-        await self._update(
-            command_id,
-            f"UPDATE {COMMANDS_TABLE} SET result = ?, updated_at = ? WHERE id = ?",
-            (_dump(result), now, command_id),
-        )
+        # A row of its own: updating the command would rewrite its whole text every time.
+        def save(db: sqlite3.Connection) -> bool:
+            values = {"id": command_id, "part": part, "result": _dump(result), "now": now}
+            return bool(db.execute(_SAVE_PART, values).rowcount)
+
+        if not await self._write(save):
+            raise KeyError(command_id)
 
     async def remember_signature(
         self, client: str, signature: str, expires: float, now: float
@@ -352,11 +365,16 @@ class SqliteQueue(Queue):
         )
         return rows
 
-    async def _update(self, command_id: str, sql: str, params: Sequence[Any]) -> None:
-        """Run one UPDATE of a command; KeyError when there is no such command."""
+    async def _update(
+        self, command_id: str, sql: str, params: Sequence[Any], then: str | None = None
+    ) -> None:
+        """Run one UPDATE of a command (and `then`, a statement taking its id, if it changed
+        it); KeyError when there is no such command."""
 
         def update(db: sqlite3.Connection) -> bool:
             if db.execute(sql, params).rowcount:
+                if then is not None:
+                    db.execute(then, (command_id,))
                 return True
             found = db.execute(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,))
             return found.fetchone() is not None
@@ -454,6 +472,15 @@ def _row(command: Command) -> tuple[Any, ...]:
         command.client,
         _dump(command.meta) if command.meta else None,
     )
+
+
+def _with_parts(db: sqlite3.Connection, command: Command) -> Command:
+    """A split message not complete yet: its result is the list of the parts saved so far."""
+    if command.result is None and command.method == "sendMessage":
+        parts = db.execute(_PARTS, (command.id,)).fetchall()
+        if parts:
+            command.result = [_load(row[0]) for row in parts]
+    return command
 
 
 def _command(row: sqlite3.Row) -> Command:
