@@ -39,6 +39,7 @@ async def box() -> AsyncIterator[SandboxClient]:
 async def set_webhook(
     box: SandboxClient, url: str, certificate: bytes | None, **params: Any
 ) -> dict[str, Any]:
+    await box.pace()
     form = aiohttp.FormData()
     form.add_field("url", url)
     for name, value in params.items():
@@ -111,6 +112,7 @@ async def test_set_webhook_descriptions_and_options(box: SandboxClient) -> None:
         ("setWebhook", {"url": ""}),
     ]
     for method, params in calls:
+        await box.pace()
         status, body = await box.api(method, **params)
         assert status == 200 and body["result"] is True
         outcomes.append(body["description"])
@@ -126,6 +128,7 @@ async def test_set_webhook_descriptions_and_options(box: SandboxClient) -> None:
     info = await box.webhook_info()
     assert info["max_connections"] == 100 and info["has_custom_certificate"] is False
     assert "allowed_updates" not in info
+    await box.pace()
     await box.result(
         "setWebhook",
         url=url,
@@ -135,6 +138,7 @@ async def test_set_webhook_descriptions_and_options(box: SandboxClient) -> None:
     )
     info = await box.webhook_info()
     assert info["allowed_updates"] == ["message", "callback_query"]
+    await box.pace()
     await box.result(
         "setWebhook", url=url, max_connections=100, secret_token="s3cr_t-X", allowed_updates=[]
     )
@@ -146,7 +150,7 @@ async def test_a_string_is_not_a_certificate_and_size_is_limited(box: SandboxCli
     await box.result("setWebhook", url=url, certificate="-----BEGIN CERTIFICATE-----")
     assert (await box.webhook_info())["has_custom_certificate"] is False
     answer = await set_webhook(box, url, b"x" * (3 * 1024 * 1024 + 1))
-    assert answer["description"] == "Bad Request: certificate size is too big"
+    assert answer["description"] == "Bad Request: certificate size is too big (3145729 bytes)"
     answer = await set_webhook(box, url, b"not a pem")
     assert (
         answer["description"] == "Bad Request: bad webhook: Failed to set custom certificate file"
@@ -389,6 +393,7 @@ async def test_set_webhook_terminates_a_long_poll(box: SandboxClient) -> None:
         await box.result("setWebhook", url="https://127.0.0.1:8443/hook")
         with pytest.raises(TelegramConflictError, match="terminated by setWebhook request"):
             await poll
+        await box.pace()
         with pytest.raises(TelegramBadRequest, match="An HTTPS URL"):
             await bot.set_webhook("http://127.0.0.1/hook")
 
