@@ -86,9 +86,9 @@ async def test_errors_raise_the_exceptions_telegram_would(box: SandboxClient) ->
     await box.control("POST", f"users/{OTHER_USER}/block", {"bot_id": BOT_ID})
     await box.control("POST", "chats", {"chat_id": GROUP, "type": "group", "bot_id": BOT_ID})
     async with ptb_bot(box) as bot:
-        with pytest.raises(BadRequest, match="^Chat not found$"):
+        with pytest.raises(BadRequest, match=r"^Chat not found$"):
             await bot.send_message(999_999, "hello")
-        with pytest.raises(BadRequest, match="^Message text is empty$"):
+        with pytest.raises(BadRequest, match=r"^Message text is empty$"):
             await bot.send_message(USER, "")
         with pytest.raises(Forbidden, match="bot was blocked by the user"):
             await bot.send_message(OTHER_USER, "hello")
