@@ -366,3 +366,34 @@ async def test_the_default_access_logger_is_redacted_too(
         await runner.cleanup()
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert lines and all("sandbox-test-token" not in line for line in lines), lines
+
+
+async def test_a_query_string_webhook_secret_never_reaches_the_access_log(
+    box: SandboxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{box.base}/bot{TOKEN}/setWebhook"
+    query = {"url": "https://127.0.0.1:8443/hook", "secret_token": "query-secret_9"}
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        async with box.http.get(url, params=query) as resp:
+            assert resp.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any("secret_token=***" in line for line in lines), lines
+    assert not any("query-secret_9" in line for line in lines)
+    record = logging.LogRecord(
+        "x", logging.INFO, "f", 1, "%s", (f"GET /bot{TOKEN}/setWebhook?secret_token=abc",), None
+    )
+    TokenRedactingFilter().filter(record)
+    assert record.getMessage() == f"GET /bot{BOT_ID}:***/setWebhook?secret_token=***"
+
+
+async def test_user_ids_that_never_started_the_bot_are_forbidden(box: SandboxClient) -> None:
+    await box.say("/status", user_id=3333, chat_id=-4000)
+    status, body = await box.api("sendMessage", chat_id=3333, text="hi")
+    assert (status, body["description"]) == (
+        403,
+        "Forbidden: bot can't initiate conversation with a user",
+    )
+    status, body = await box.api("sendMessage", chat_id=4444, text="hi")
+    assert (status, body["description"]) == (400, "Bad Request: chat not found")
+    await box.say("/start", user_id=3333)  # starting the bot opens the private chat
+    assert (await box.result("sendMessage", chat_id=3333, text="hi"))["chat"]["id"] == 3333

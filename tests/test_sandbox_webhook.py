@@ -435,3 +435,26 @@ async def test_shutdown_releases_a_long_poll_at_once() -> None:
         await box.app.shutdown()
         assert await asyncio.wait_for(poll, 2) == []
         assert time.monotonic() - started < 1
+
+
+async def test_set_webhook_is_limited_to_one_a_second_and_deleting_is_not() -> None:
+    async with running_sandbox() as box:  # Telegram's 1 s
+        url = "https://127.0.0.1:8443/hook"
+        await box.result("setWebhook", url=url)
+        for params in ({"url": url}, {"url": "http://bad"}, {"url": url, "max_connections": 5}):
+            status, body = await box.api("setWebhook", **params)
+            assert (status, body) == (
+                429,
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 1",
+                    "parameters": {"retry_after": 1},
+                },
+            )
+        assert (await box.webhook_info())["max_connections"] == 40  # nothing changed
+        await box.result("deleteWebhook")
+        await box.result("setWebhook", url="")
+        await asyncio.sleep(1.0)  # what retry_after asked for
+        await box.result("setWebhook", url=url)
+        assert (await box.webhook_info())["url"] == url
