@@ -118,7 +118,6 @@ async def test_bad_tokens_are_invalid_token(box: SandboxClient, token: str) -> N
 
 async def test_get_updates_with_offsets_and_long_poll_timeouts(box: SandboxClient) -> None:
     async with ptb_bot(box) as bot:
-        assert await bot.get_updates(timeout=0) == ()
         first = await box.say("one")
         await box.say("two")
         updates = await bot.get_updates(timeout=1)

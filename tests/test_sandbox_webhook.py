@@ -458,3 +458,25 @@ async def test_set_webhook_is_limited_to_one_a_second_and_deleting_is_not() -> N
         await asyncio.sleep(1.0)  # what retry_after asked for
         await box.result("setWebhook", url=url)
         assert (await box.webhook_info())["url"] == url
+
+
+async def test_polling_the_same_offset_again_at_once_is_slowed_like_telegram(
+    box: SandboxClient,
+) -> None:
+    """Telegram's guard against busy polling: the same offset again within 0.5 s gets one
+    update at most, and within 3 s a timeout under 3 s waits 3 s for an update."""
+    await box.say("one")
+    await box.say("two")
+    assert len(await box.result("getUpdates", timeout=0)) == 2
+    [only] = await box.result("getUpdates", timeout=0)  # same offset (0) at once
+    assert only["message"]["text"] == "one"
+    offset = only["update_id"] + 2
+    assert await box.result("getUpdates", offset=offset, timeout=0) == []
+    # the same offset, timeout 0, right away: held up to 3 s, so an update still arrives
+    poll = asyncio.create_task(box.result("getUpdates", offset=offset, timeout=0))
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    await box.say("three")
+    async with asyncio.timeout(5):
+        [update] = await poll
+    assert update["message"]["text"] == "three"

@@ -77,6 +77,8 @@ class BotState:
         #: Private chats and basic groups share the bot's one message id sequence.
         self.next_common_message_id = 1
         self.next_set_webhook_at = 0.0
+        self.previous_poll_offset: int | None = None
+        self.previous_poll_at = 0.0
         self.webhook: WebhookConfig | None = None
         self.webhook_versions = 0
         self.last_error_date: int | None = None

@@ -43,6 +43,10 @@ from gateway.sandbox.updates import read_allowed_updates
 METHODS = MethodTable()
 MAX_CERTIFICATE_BYTES = 3 * 1024 * 1024
 RESOLVE_TIMEOUT_SECONDS = 5.0
+#: getUpdates with the offset of the previous call: its least timeout within this many seconds,
+#: and the window in which its limit drops to 1 (Telegram's guard against busy polling).
+BUSY_POLL_TIMEOUT_SECONDS = 3.0
+BUSY_POLL_LIMIT_WINDOW_SECONDS = 0.5
 #: What Telegram's server answers a setWebhook that came too early (it allows one a second).
 SET_WEBHOOK_RETRY_AFTER = 1
 WEBHOOK_ACTIVE = (
@@ -226,6 +230,21 @@ async def get_webhook_info(call: Call) -> dict[str, Any]:
     return call.bot.webhook_info()
 
 
+def _busy_poll_guard(bot: BotState, offset: int, limit: int, timeout: float) -> tuple[int, float]:
+    """Telegram's server slows a client that asks for the same offset again and again: within
+    3 s of the previous call a timeout under 3 s becomes 3 s, within 0.5 s the limit becomes 1
+    (`process_get_updates_query`)."""
+    now = time.monotonic()
+    if offset == bot.previous_poll_offset:
+        elapsed = now - bot.previous_poll_at
+        if timeout < BUSY_POLL_TIMEOUT_SECONDS and elapsed < BUSY_POLL_TIMEOUT_SECONDS:
+            timeout = BUSY_POLL_TIMEOUT_SECONDS
+        if elapsed < BUSY_POLL_LIMIT_WINDOW_SECONDS:
+            limit = 1
+    bot.previous_poll_offset, bot.previous_poll_at = offset, now
+    return limit, timeout
+
+
 @METHODS.method("getUpdates")
 async def get_updates(call: Call) -> list[dict[str, Any]]:
     """Long polling: confirm by `offset`, wait up to `timeout` s for updates."""
@@ -235,6 +254,7 @@ async def get_updates(call: Call) -> list[dict[str, Any]]:
     offset = params.integer("offset")
     limit = min(max(params.integer("limit", 100), 1), 100)
     timeout = min(max(params.integer("timeout"), 0), call.sandbox.settings.max_poll_timeout_seconds)
+    limit, timeout = _busy_poll_guard(bot, offset, limit, timeout)
     allowed = params.json("allowed_updates", "allowed_updates")
     if allowed is not None:
         bot.updates.allowed = read_allowed_updates(allowed)
