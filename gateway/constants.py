@@ -16,6 +16,10 @@ MAX_CALLBACK_DATA_BYTES: Final = 64
 WEBHOOK_PORTS: Final = frozenset({443, 80, 88, 8443})
 WEBHOOK_MAX_CONNECTIONS_RANGE: Final = (1, 100)
 WEBHOOK_DEFAULT_MAX_CONNECTIONS: Final = 40
+#: setWebhook at start-up: tries in all when Telegram answers 429 (it allows one call a second),
+#: and the longest retry_after worth waiting for instead of refusing to start.
+SET_WEBHOOK_ATTEMPTS: Final = 5
+SET_WEBHOOK_MAX_RETRY_AFTER_SECONDS: Final = 10
 SECRET_TOKEN_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
 SECRET_TOKEN_MAX_LENGTH: Final = 256
 SECRET_TOKEN_ALPHABET: Final = frozenset(

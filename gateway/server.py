@@ -7,13 +7,16 @@ exit stops accepting, lets the worker finish or put back in-flight work, and clo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from aiogram.exceptions import AiogramError
+from aiogram import Bot
+from aiogram.exceptions import AiogramError, TelegramRetryAfter
+from aiogram.methods import SetWebhook
 from aiogram.types import BotCommand, BufferedInputFile
 from aiohttp import web
 
@@ -28,6 +31,7 @@ from gateway.certs import (
 )
 from gateway.clients import ApiClient
 from gateway.config import Config
+from gateway.constants import SET_WEBHOOK_ATTEMPTS, SET_WEBHOOK_MAX_RETRY_AFTER_SECONDS
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates, bot_commands
 from gateway.proxy import ClientAccessLogger, certificate_to_upload
@@ -37,6 +41,27 @@ from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+async def set_webhook_honouring_retry_after(bot: Bot, call: SetWebhook) -> None:
+    """setWebhook, waiting out a 429 (Telegram allows one call a second: a gateway restarted
+    at once gets `retry after 1`) a bounded number of times; other errors are raised."""
+    for attempt in range(1, SET_WEBHOOK_ATTEMPTS + 1):
+        try:
+            await bot(call)
+            return
+        except TelegramRetryAfter as exc:
+            if attempt == SET_WEBHOOK_ATTEMPTS or (
+                exc.retry_after > SET_WEBHOOK_MAX_RETRY_AFTER_SECONDS
+            ):
+                raise
+            logger.info(
+                "setWebhook: Telegram asks to retry after %s s (attempt %d of %d)",
+                exc.retry_after,
+                attempt,
+                SET_WEBHOOK_ATTEMPTS,
+            )
+            await asyncio.sleep(exc.retry_after)
 
 
 def check_certificate(config: Config) -> CertificateInfo:
@@ -64,15 +89,16 @@ async def register_webhook(app: web.Application, certificate: bytes | None) -> N
     bot = app[keys.BOT]
     status = app[keys.WEBHOOK]
     upload = BufferedInputFile(certificate, "certificate.pem") if certificate else None
+    call = SetWebhook(
+        url=config.webhook_url,
+        certificate=upload,
+        secret_token=config.secret_token.reveal(),
+        max_connections=config.telegram.max_connections,
+        allowed_updates=allowed_updates(),
+        drop_pending_updates=config.telegram.drop_pending_updates,
+    )
     try:
-        await bot.set_webhook(
-            url=config.webhook_url,
-            certificate=upload,
-            secret_token=config.secret_token.reveal(),
-            max_connections=config.telegram.max_connections,
-            allowed_updates=allowed_updates(),
-            drop_pending_updates=config.telegram.drop_pending_updates,
-        )
+        await set_webhook_honouring_retry_after(bot, call)
     except AiogramError as exc:
         status.error = redact(str(exc))
         raise StartupError(

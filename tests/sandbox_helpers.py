@@ -36,8 +36,10 @@ TOKEN = "123456:sandbox-test-token"
 BOT_ID = 123456
 USER = 1111
 OTHER_USER = 2222
-#: Short webhook retry timings for tests; the rules stay Telegram's.
-FAST_RETRY = SandboxSettings(retry_base_seconds=0.05, retry_cap_seconds=0.2)
+#: Short webhook retry timings (and setWebhook interval) for tests; the rules stay Telegram's.
+FAST_RETRY = SandboxSettings(
+    retry_base_seconds=0.05, retry_cap_seconds=0.2, set_webhook_interval_seconds=0.05
+)
 
 
 @dataclass
@@ -77,6 +79,10 @@ class SandboxClient:
             answer = await resp.json()
             assert resp.status == status, (resp.status, answer)
             return answer
+
+    async def pace(self) -> None:
+        """Wait out the setWebhook interval, as a client setting its webhook again must."""
+        await asyncio.sleep(self.state.settings.set_webhook_interval_seconds)
 
     async def say(self, text: str, user_id: int = USER, **extra: Any) -> dict[str, Any]:
         """A user writes to the test bot."""

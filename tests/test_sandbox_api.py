@@ -54,10 +54,12 @@ async def test_get_me_through_unchanged_aiogram(box: SandboxClient) -> None:
 
 
 @pytest.mark.parametrize("token", ["abc", "123", "123:", "123:a b", "0123:abc", "12a:abc"])
-async def test_a_malformed_token_is_401(box: SandboxClient, token: str) -> None:
+async def test_a_malformed_token_is_404_like_api_telegram_org(
+    box: SandboxClient, token: str
+) -> None:
     async with box.http.get(f"{box.base}/bot{token}/getMe") as resp:
-        assert resp.status == 401
-        assert await resp.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        assert resp.status == 404
+        assert await resp.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
 
 
 async def test_each_token_is_its_own_bot_and_owns_its_id(box: SandboxClient) -> None:
@@ -70,16 +72,55 @@ async def test_each_token_is_its_own_bot_and_owns_its_id(box: SandboxClient) -> 
 
 async def test_unknown_methods_are_404_and_names_are_case_insensitive(box: SandboxClient) -> None:
     status, body = await box.api("frobnicate")
-    assert (status, body) == (404, {"ok": False, "error_code": 404, "description": "Not Found"})
+    assert (status, body) == (
+        404,
+        {"ok": False, "error_code": 404, "description": "Not Found: method not found"},
+    )
     for spelling in ("GETME", "getme", "GetMe"):
         async with box.http.get(f"{box.base}/bot{TOKEN}/{spelling}") as resp:
             assert resp.status == 200 and (await resp.json())["result"]["id"] == BOT_ID
     async with box.http.get(f"{box.base}/bot{TOKEN}/getFile/extra") as resp:
-        assert resp.status == 404 and (await resp.json())["description"] == "Not Found"
+        assert resp.status == 404
     async with box.http.get(f"{box.base}/file/bot{TOKEN}/photos/1.jpg") as resp:
         assert resp.status == 404
     async with box.http.get(f"{box.base}/file/botnope/photos/1.jpg") as resp:
-        assert resp.status == 401
+        assert resp.status == 404
+
+
+async def test_a_bot_api_method_not_emulated_is_a_bad_request_not_a_bad_token(
+    box: SandboxClient,
+) -> None:
+    status, body = await box.api("sendPhoto", chat_id=USER, photo="x")
+    assert (status, body["description"]) == (
+        400,
+        "Bad Request: method sendPhoto is not emulated by the sandbox",
+    )
+
+
+@pytest.mark.parametrize("verb", ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+async def test_only_get_and_post_are_implemented(box: SandboxClient, verb: str) -> None:
+    async with box.http.request(verb, f"{box.base}/bot{TOKEN}/getMe") as resp:
+        assert resp.status == 501
+        assert await resp.read() == b""
+    async with box.http.request(verb, f"{box.base}/elsewhere") as resp:
+        assert resp.status == 501
+    assert (await box.result("getMe"))["id"] == BOT_ID
+
+
+async def test_a_get_with_a_body_is_read_like_a_post(box: SandboxClient) -> None:
+    await box.say("/start")
+    url = f"{box.base}/bot{TOKEN}/sendMessage"
+    async with box.http.get(url, json={"chat_id": USER, "text": "json"}) as resp:
+        assert resp.status == 200, await resp.text()
+    async with box.http.get(url, data={"chat_id": str(USER), "text": "form"}) as resp:
+        assert resp.status == 200, await resp.text()
+    form = aiohttp.FormData()
+    form.add_field("chat_id", str(USER))
+    form.add_field("text", "multipart")
+    form.add_field("file", b"unused", filename="f.bin")
+    async with box.http.get(url, data=form) as resp:
+        assert resp.status == 200, await resp.text()
+    assert [m["text"] for m in await box.sent(USER)] == ["json", "form", "multipart"]
 
 
 async def test_parameters_arrive_in_every_encoding(box: SandboxClient) -> None:
@@ -325,3 +366,34 @@ async def test_the_default_access_logger_is_redacted_too(
         await runner.cleanup()
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert lines and all("sandbox-test-token" not in line for line in lines), lines
+
+
+async def test_a_query_string_webhook_secret_never_reaches_the_access_log(
+    box: SandboxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{box.base}/bot{TOKEN}/setWebhook"
+    query = {"url": "https://127.0.0.1:8443/hook", "secret_token": "query-secret_9"}
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        async with box.http.get(url, params=query) as resp:
+            assert resp.status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any("secret_token=***" in line for line in lines), lines
+    assert not any("query-secret_9" in line for line in lines)
+    record = logging.LogRecord(
+        "x", logging.INFO, "f", 1, "%s", (f"GET /bot{TOKEN}/setWebhook?secret_token=abc",), None
+    )
+    TokenRedactingFilter().filter(record)
+    assert record.getMessage() == f"GET /bot{BOT_ID}:***/setWebhook?secret_token=***"
+
+
+async def test_user_ids_that_never_started_the_bot_are_forbidden(box: SandboxClient) -> None:
+    await box.say("/status", user_id=3333, chat_id=-4000)
+    status, body = await box.api("sendMessage", chat_id=3333, text="hi")
+    assert (status, body["description"]) == (
+        403,
+        "Forbidden: bot can't initiate conversation with a user",
+    )
+    status, body = await box.api("sendMessage", chat_id=4444, text="hi")
+    assert (status, body["description"]) == (400, "Bad Request: chat not found")
+    await box.say("/start", user_id=3333)  # starting the bot opens the private chat
+    assert (await box.result("sendMessage", chat_id=3333, text="hi"))["chat"]["id"] == 3333

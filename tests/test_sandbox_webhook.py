@@ -39,6 +39,7 @@ async def box() -> AsyncIterator[SandboxClient]:
 async def set_webhook(
     box: SandboxClient, url: str, certificate: bytes | None, **params: Any
 ) -> dict[str, Any]:
+    await box.pace()
     form = aiohttp.FormData()
     form.add_field("url", url)
     for name, value in params.items():
@@ -111,6 +112,7 @@ async def test_set_webhook_descriptions_and_options(box: SandboxClient) -> None:
         ("setWebhook", {"url": ""}),
     ]
     for method, params in calls:
+        await box.pace()
         status, body = await box.api(method, **params)
         assert status == 200 and body["result"] is True
         outcomes.append(body["description"])
@@ -126,6 +128,7 @@ async def test_set_webhook_descriptions_and_options(box: SandboxClient) -> None:
     info = await box.webhook_info()
     assert info["max_connections"] == 100 and info["has_custom_certificate"] is False
     assert "allowed_updates" not in info
+    await box.pace()
     await box.result(
         "setWebhook",
         url=url,
@@ -135,6 +138,7 @@ async def test_set_webhook_descriptions_and_options(box: SandboxClient) -> None:
     )
     info = await box.webhook_info()
     assert info["allowed_updates"] == ["message", "callback_query"]
+    await box.pace()
     await box.result(
         "setWebhook", url=url, max_connections=100, secret_token="s3cr_t-X", allowed_updates=[]
     )
@@ -146,7 +150,7 @@ async def test_a_string_is_not_a_certificate_and_size_is_limited(box: SandboxCli
     await box.result("setWebhook", url=url, certificate="-----BEGIN CERTIFICATE-----")
     assert (await box.webhook_info())["has_custom_certificate"] is False
     answer = await set_webhook(box, url, b"x" * (3 * 1024 * 1024 + 1))
-    assert answer["description"] == "Bad Request: certificate size is too big"
+    assert answer["description"] == "Bad Request: certificate size is too big (3145729 bytes)"
     answer = await set_webhook(box, url, b"not a pem")
     assert (
         answer["description"] == "Bad Request: bad webhook: Failed to set custom certificate file"
@@ -389,6 +393,7 @@ async def test_set_webhook_terminates_a_long_poll(box: SandboxClient) -> None:
         await box.result("setWebhook", url="https://127.0.0.1:8443/hook")
         with pytest.raises(TelegramConflictError, match="terminated by setWebhook request"):
             await poll
+        await box.pace()
         with pytest.raises(TelegramBadRequest, match="An HTTPS URL"):
             await bot.set_webhook("http://127.0.0.1/hook")
 
@@ -430,3 +435,48 @@ async def test_shutdown_releases_a_long_poll_at_once() -> None:
         await box.app.shutdown()
         assert await asyncio.wait_for(poll, 2) == []
         assert time.monotonic() - started < 1
+
+
+async def test_set_webhook_is_limited_to_one_a_second_and_deleting_is_not() -> None:
+    async with running_sandbox() as box:  # Telegram's 1 s
+        url = "https://127.0.0.1:8443/hook"
+        await box.result("setWebhook", url=url)
+        for params in ({"url": url}, {"url": "http://bad"}, {"url": url, "max_connections": 5}):
+            status, body = await box.api("setWebhook", **params)
+            assert (status, body) == (
+                429,
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "Too Many Requests: retry after 1",
+                    "parameters": {"retry_after": 1},
+                },
+            )
+        assert (await box.webhook_info())["max_connections"] == 40  # nothing changed
+        await box.result("deleteWebhook")
+        await box.result("setWebhook", url="")
+        await asyncio.sleep(1.0)  # what retry_after asked for
+        await box.result("setWebhook", url=url)
+        assert (await box.webhook_info())["url"] == url
+
+
+async def test_polling_the_same_offset_again_at_once_is_slowed_like_telegram(
+    box: SandboxClient,
+) -> None:
+    """Telegram's guard against busy polling: the same offset again within 0.5 s gets one
+    update at most, and within 3 s a timeout under 3 s waits 3 s for an update."""
+    await box.say("one")
+    await box.say("two")
+    assert len(await box.result("getUpdates", timeout=0)) == 2
+    [only] = await box.result("getUpdates", timeout=0)  # same offset (0) at once
+    assert only["message"]["text"] == "one"
+    offset = only["update_id"] + 2
+    assert await box.result("getUpdates", offset=offset, timeout=0) == []
+    # the same offset, timeout 0, right away: held up to 3 s, so an update still arrives
+    poll = asyncio.create_task(box.result("getUpdates", offset=offset, timeout=0))
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    await box.say("three")
+    async with asyncio.timeout(5):
+        [update] = await poll
+    assert update["message"]["text"] == "three"

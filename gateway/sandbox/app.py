@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.sandbox import conversation, operations
 from gateway.sandbox.botapi import add_routes, answer_from_webhook
@@ -18,6 +19,8 @@ from gateway.sandbox.settings import SandboxSettings
 from gateway.sandbox.state import BotState, SandboxState
 
 DELIVERIES = web.AppKey("sandbox_deliveries", Deliveries)
+#: The only request methods Telegram's Bot API server implements.
+BOT_API_VERBS = frozenset({"GET", "POST"})
 #: Room for Telegram's 50 MB uploads plus the multipart framing.
 BODY_OVERHEAD = 1024 * 1024
 
@@ -31,7 +34,10 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> web.Applicati
     """
     settings = settings or SandboxSettings()
     install_redaction()
-    app = web.Application(client_max_size=settings.max_upload_bytes + BODY_OVERHEAD)
+    app = web.Application(
+        client_max_size=settings.max_upload_bytes + BODY_OVERHEAD,
+        middlewares=[_only_get_and_post],
+    )
     sandbox = SandboxState(settings)
     app[SANDBOX_STATE] = sandbox
     add_routes(app)
@@ -41,6 +47,17 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> web.Applicati
     app.cleanup_ctx.append(_delivery_engine)
     app.on_shutdown.append(_release_pollers)
     return app
+
+
+@web.middleware
+async def _only_get_and_post(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Telegram's HTTP reader serves GET and POST only: anything else is a bare 501 and the
+    connection is closed (the control API under /sandbox/ has its own verbs)."""
+    if request.method in BOT_API_VERBS or request.path.startswith("/sandbox"):
+        return await handler(request)
+    response = web.Response(status=501)
+    response.force_close()
+    return response
 
 
 async def _delivery_engine(app: web.Application) -> AsyncIterator[None]:

@@ -1,9 +1,12 @@
 """The Bot API over HTTP: `/bot{token}/{method}` (GET or POST) and `/file/bot{token}/{path}`.
 
-A malformed token, or one whose bot id another token owns, is 401 `Unauthorized`; an unknown
-(or not emulated) method is 404 `Not Found`. Armed faults (see `gateway.sandbox.faults`) are
-applied before the call runs. Unexpected exceptions become 500 `Internal Server Error` and a
-log line without the token.
+As on api.telegram.org: a malformed token is 404 `Not Found`, a well-formed one whose bot id
+another token owns is 401 `Unauthorized`, a name that is no Bot API method is 404
+`Not Found: method not found` (the wording of Telegram's server). A Bot API method the
+sandbox does not emulate is 400 `Bad Request: method X is not emulated by the sandbox`, so no
+client mistakes it for a bad token (python-telegram-bot reports every 404 as `InvalidToken`).
+Armed faults (see `gateway.sandbox.faults`) are applied before the call runs. Unexpected
+exceptions become 500 `Internal Server Error` and a log line without the token.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from aiohttp import web
 
 from gateway.sandbox import messages, methods, webhook
 from gateway.sandbox.calls import Call, Handler
+from gateway.sandbox.catalogue import BOT_API_METHODS
 from gateway.sandbox.keys import SANDBOX_STATE
 from gateway.sandbox.params import Params
 from gateway.sandbox.replies import ApiError, ok_response, status_error
-from gateway.sandbox.state import BotState, SandboxState
+from gateway.sandbox.state import TOKEN_PATTERN, BotState, SandboxState
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,20 @@ METHODS: dict[str, tuple[str, Handler]] = {
     **messages.METHODS.handlers,
     **webhook.METHODS.handlers,
 }
+METHOD_NOT_FOUND = "Not Found: method not found"
+
+
+def _unknown_method(method: str) -> ApiError:
+    if method.lower() in BOT_API_METHODS:
+        return ApiError(400, f"Bad Request: method {method} is not emulated by the sandbox")
+    return ApiError(404, METHOD_NOT_FOUND)
+
+
+def _authenticate(sandbox: SandboxState, token: str) -> BotState | ApiError:
+    if TOKEN_PATTERN.match(token) is None:
+        return status_error(404)
+    bot = sandbox.authenticate(token)
+    return status_error(401) if bot is None else bot
 
 
 async def run_method(
@@ -36,7 +54,7 @@ async def run_method(
     """Run one call and build its answer; faults, statistics and errors included."""
     entry = METHODS.get(method.lower())
     if entry is None:
-        return status_error(404).response()
+        return _unknown_method(method).response()
     name, handler = entry
     sandbox.stats.record_call(name)
     try:
@@ -54,9 +72,9 @@ async def run_method(
 async def handle_method(request: web.Request) -> web.StreamResponse:
     """`/bot{token}/{method}`."""
     sandbox = request.app[SANDBOX_STATE]
-    bot = sandbox.authenticate(request.match_info["token"])
-    if bot is None:
-        return status_error(401).response()
+    bot = _authenticate(sandbox, request.match_info["token"])
+    if isinstance(bot, ApiError):
+        return bot.response()
     method = request.match_info["method"]
     entry = METHODS.get(method.lower())
     if entry is not None and (fault := sandbox.faults.take(method.lower(), bot.bot_id)):
@@ -80,9 +98,9 @@ async def handle_method(request: web.Request) -> web.StreamResponse:
 
 async def handle_file(request: web.Request) -> web.StreamResponse:
     """`/file/bot{token}/{path}`: the sandbox stores no files."""
-    sandbox = request.app[SANDBOX_STATE]
-    if sandbox.authenticate(request.match_info["token"]) is None:
-        return status_error(401).response()
+    bot = _authenticate(request.app[SANDBOX_STATE], request.match_info["token"])
+    if isinstance(bot, ApiError):
+        return bot.response()
     return status_error(404).response()
 
 

@@ -16,6 +16,7 @@ from gateway.sandbox.replies import ApiError, bad_request, forbidden, too_many_r
 from gateway.sandbox.state import BotState, SandboxState
 
 MIGRATED = "group chat was upgraded to a supergroup chat"
+CANNOT_INITIATE = "bot can't initiate conversation with a user"
 _KICKED = {
     "group": "bot was kicked from the group chat",
     "supergroup": "bot was kicked from the supergroup chat",
@@ -72,11 +73,16 @@ def chat_id_param(call: Call, name: str = "chat_id") -> int:
 def require_chat(call: Call, *, outgoing: bool = True) -> Chat:
     """The addressed chat, checked as Telegram checks it.
 
-    Unknown → 400 `chat not found`; a migrated group → 400 with `migrate_to_chat_id`; with
-    `outgoing` (anything that reaches the other side), a blocked bot or deactivated user →
-    403, a bot no longer in the group → 403.
+    Unknown → 400 `chat not found` (with `outgoing`, 403 `bot can't initiate conversation with
+    a user` for a user the bot saw only in groups); a migrated group → 400 with
+    `migrate_to_chat_id`; with `outgoing` (anything that reaches the other side), a blocked bot
+    or deactivated user → 403, a bot no longer in the group → 403.
     """
-    chat = call.bot.chats.get(chat_id_param(call))
+    chat_id = chat_id_param(call)
+    chat = call.bot.chats.get(chat_id)
+    if chat is None and outgoing and chat_id in call.bot.users:
+        # Seen in a group but never started the bot: Telegram knows the user, not the chat.
+        raise forbidden(CANNOT_INITIATE)
     if chat is None:
         raise bad_request("chat not found")
     if chat.migrated_to is not None:

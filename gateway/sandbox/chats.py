@@ -2,7 +2,9 @@
 
 Chat ids follow Telegram: a private chat's id is its user's id, a basic group's id is
 negative, a supergroup's or channel's is `-100` followed by the channel id. Message ids are
-numbered per chat, shared by the user's and the bot's messages, and never reused.
+shared by the user's and the bot's messages and never reused; like Telegram's, one sequence
+per bot numbers all its private chats and basic groups, and each supergroup or channel has
+its own (`Chat.take_message_id`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Bot API request parameters, read the way Telegram's server reads them.
 
-Parameters come from the query string and from the body: `application/x-www-form-urlencoded`,
-`application/json` (an object) or `multipart/form-data`. Form values are strings; clients such
-as aiogram JSON-encode everything that is not a string (`true`, `42`, arrays, objects), so the
-typed getters decode such values where the method expects them. A multipart part with a file
-name is an uploaded file, and a value `attach://<name>` refers to the part called `<name>`.
+Parameters come from the query string and from the body, of a GET as of a POST:
+`application/x-www-form-urlencoded`, `application/json` (an object) or `multipart/form-data`.
+Form values are strings; clients such as aiogram JSON-encode everything that is not a string
+(`true`, `42`, arrays, objects), so the typed getters decode such values where the method
+expects them. A multipart part with a file name is an uploaded file, and a value
+`attach://<name>` refers to the part called `<name>`.
 
 Numbers are read like Telegram's `to_integer`: optional sign and leading digits, anything else
 reads as 0 (so a garbage `message_id` is "not found" rather than a parse error).
@@ -47,7 +48,9 @@ class Params:
         """Read the query string and the body; a malformed body is a 400 like Telegram's."""
         values: dict[str, Any] = dict(request.query)
         files: dict[str, UploadedFile] = {}
-        if request.method == "POST" and request.body_exists:
+        # Telegram's HTTP reader reads the body of a GET like that of a POST (pyTelegramBotAPI
+        # sends setWebhook's certificate as a GET with a multipart body).
+        if request.body_exists:
             content_type = request.content_type
             if content_type == "application/json":
                 values.update(await _json_body(request))
@@ -57,7 +60,8 @@ class Params:
                     if isinstance(value, str):
                         values[name] = value
                     else:
-                        data = value.file.read()
+                        with value.file:
+                            data = value.file.read()
                         files[name] = UploadedFile(value.filename, value.content_type, data)
         return cls(values, files)
 
@@ -144,8 +148,10 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 async def _form_body(request: web.Request) -> MultiDictProxy[Any]:
+    # aiohttp's post() reads no form out of a GET; a POST view of the same request does.
+    form_request = request if request.method == "POST" else request.clone(method="POST")
     try:
-        return await request.post()
+        return await form_request.post()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, "Request Entity Too Large") from None
     except ValueError:

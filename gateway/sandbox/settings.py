@@ -34,6 +34,11 @@ class SandboxSettings:
     - ``webhook_connect_timeout_seconds``: TCP + TLS connection timeout.
     - ``update_ttl_seconds``: undelivered updates older than this are dropped (24 h).
 
+    setWebhook:
+
+    - ``set_webhook_interval_seconds``: one setWebhook with a URL per this many seconds and bot
+      (Telegram: 1 s); an earlier call is 429 `retry after 1` whatever the interval.
+
     Other:
 
     - ``max_poll_timeout_seconds``: upper bound of getUpdates' long-polling ``timeout``.
@@ -51,6 +56,7 @@ class SandboxSettings:
     webhook_timeout_seconds: float = 60.0
     webhook_connect_timeout_seconds: float = 10.0
     update_ttl_seconds: float = 24 * 3600.0
+    set_webhook_interval_seconds: float = 1.0
     max_poll_timeout_seconds: float = 50.0
     group_privacy: bool = True
     max_upload_bytes: int = 50 * 1024 * 1024
@@ -62,5 +68,7 @@ class SandboxSettings:
                 raise ValueError(f"SandboxSettings.{name} must be positive")
         if self.retry_base_seconds < 0 or self.retry_cap_seconds < 0:
             raise ValueError("SandboxSettings retry timings must not be negative")
+        if self.set_webhook_interval_seconds < 0:
+            raise ValueError("SandboxSettings.set_webhook_interval_seconds must not be negative")
         if self.webhook_timeout_seconds <= 0 or self.webhook_connect_timeout_seconds <= 0:
             raise ValueError("SandboxSettings webhook timeouts must be positive")

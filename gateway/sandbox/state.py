@@ -9,6 +9,7 @@ may write to a bot that is not running yet), and never shows tokens.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from gateway.sandbox.stats import Stats
 from gateway.sandbox.updates import ALL_UPDATE_TYPES, DEFAULT_ALLOWED, UpdateQueue
 
 TOKEN_PATTERN = re.compile(r"^([1-9][0-9]{0,18}):[A-Za-z0-9_-]+$")
+#: Telegram's update ids start at "a certain positive number" (in practice nine digits), so
+#: a client that assumes they start at 1 or 0 shows up here rather than in production.
+FIRST_UPDATE_ID_RANGE = (100_000_000, 899_999_999)
 
 
 @dataclass
@@ -65,7 +69,16 @@ class BotState:
         self.users: dict[int, User] = {}
         self.chats: dict[int, Chat] = {}
         self.messages: dict[tuple[int, int], StoredMessage] = {}
-        self.updates = UpdateQueue(settings.update_ttl_seconds, settings.history_size)
+        self.updates = UpdateQueue(
+            settings.update_ttl_seconds,
+            settings.history_size,
+            next_id=random.randint(*FIRST_UPDATE_ID_RANGE),
+        )
+        #: Private chats and basic groups share the bot's one message id sequence.
+        self.next_common_message_id = 1
+        self.next_set_webhook_at = 0.0
+        self.previous_poll_offset: int | None = None
+        self.previous_poll_at = 0.0
         self.webhook: WebhookConfig | None = None
         self.webhook_versions = 0
         self.last_error_date: int | None = None
@@ -115,7 +128,7 @@ class BotState:
             sender = self.user_json()
         message = StoredMessage(
             chat_id=chat.id,
-            message_id=chat.take_message_id(),
+            message_id=self._take_message_id(chat),
             sender=sender,
             date=int(time.time()),
             from_bot=from_bot,
@@ -123,6 +136,15 @@ class BotState:
         )
         self.messages[(chat.id, message.message_id)] = message
         return message
+
+    def _take_message_id(self, chat: Chat) -> int:
+        # Telegram numbers the messages of private chats and basic groups in one sequence per
+        # account; supergroups and channels number their own.
+        if chat.type in ("supergroup", "channel"):
+            return chat.take_message_id()
+        message_id = self.next_common_message_id
+        self.next_common_message_id += 1
+        return message_id
 
     def find_message(self, chat_id: int, message_id: int) -> StoredMessage | None:
         """A message that exists and was not deleted."""
@@ -133,9 +155,9 @@ class BotState:
         """The Bot API `Message` object (with `reply_to_message` one level deep)."""
         chat = self.chats[message.chat_id]
         body: dict[str, Any] = {"message_id": message.message_id}
-        if message.sender is not None:
+        if message.sender is not None and chat.type != "channel":
             body["from"] = message.sender
-        else:
+        else:  # a channel's posts, the bot's included, are signed by the channel
             body["sender_chat"] = chat.to_api()
         body["chat"] = chat.to_api()
         body["date"] = message.date

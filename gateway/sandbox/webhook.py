@@ -1,8 +1,10 @@
 """Getting updates: setWebhook, deleteWebhook, getWebhookInfo and getUpdates.
 
-setWebhook validates like Telegram: an HTTPS URL (no scheme means https) on port 443, 80, 88
-or 8443, an IPv4 address that is not reserved, a secret token of 1-256 `A-Za-z0-9_-`, a PEM
-certificate of at most 3 MB uploaded as a file, `max_connections` clamped to 1-100.
+setWebhook with a URL may be called once a second (else 429 `Too Many Requests: retry after 1`;
+deleting is not limited) and validates like Telegram: an HTTPS URL (no scheme means https) on
+port 443, 80, 88 or 8443, an IPv4 address that is not reserved, a secret token of 1-256
+`A-Za-z0-9_-`, a PEM certificate of at most 3 MB uploaded as a file, `max_connections` clamped
+to 1-100.
 
 Intended difference: Telegram refuses webhooks on private and loopback addresses; the sandbox
 accepts loopback ones (127.0.0.0/8) so that a gateway on the same machine can receive updates.
@@ -15,6 +17,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,13 +30,25 @@ from gateway.constants import (
 )
 from gateway.sandbox.calls import Call, MethodTable
 from gateway.sandbox.params import UploadedFile
-from gateway.sandbox.replies import ApiError, Described, bad_request, conflict
+from gateway.sandbox.replies import (
+    ApiError,
+    Described,
+    bad_request,
+    conflict,
+    too_many_requests,
+)
 from gateway.sandbox.state import BotState, WebhookConfig
 from gateway.sandbox.updates import read_allowed_updates
 
 METHODS = MethodTable()
 MAX_CERTIFICATE_BYTES = 3 * 1024 * 1024
 RESOLVE_TIMEOUT_SECONDS = 5.0
+#: getUpdates with the offset of the previous call: its least timeout within this many seconds,
+#: and the window in which its limit drops to 1 (Telegram's guard against busy polling).
+BUSY_POLL_TIMEOUT_SECONDS = 3.0
+BUSY_POLL_LIMIT_WINDOW_SECONDS = 0.5
+#: What Telegram's server answers a setWebhook that came too early (it allows one a second).
+SET_WEBHOOK_RETRY_AFTER = 1
 WEBHOOK_ACTIVE = (
     "can't use getUpdates method while webhook is active; use deleteWebhook to delete the "
     "webhook first"
@@ -73,12 +88,22 @@ async def _resolve(host: str, port: int) -> str:
     return address
 
 
+def _throttle(bot: BotState, interval: float) -> None:
+    """At most one setWebhook with a URL per second, checked before anything else (as in
+    Telegram's `process_set_webhook_query`): an early call is 429 `retry after 1` and does not
+    move the window; a refused or repeated URL does."""
+    now = time.monotonic()
+    if now < bot.next_set_webhook_at:
+        raise too_many_requests(SET_WEBHOOK_RETRY_AFTER)
+    bot.next_set_webhook_at = now + interval
+
+
 def _certificate(call: Call) -> bytes | None:
     upload: UploadedFile | None = call.params.file("certificate")
     if upload is None:
         return None
     if len(upload.data) > MAX_CERTIFICATE_BYTES:
-        raise bad_request("certificate size is too big")
+        raise bad_request(f"certificate size is too big ({len(upload.data)} bytes)")
     try:
         ssl.create_default_context(cadata=upload.data.decode("ascii"))
     except (ValueError, ssl.SSLError):
@@ -126,6 +151,7 @@ async def set_webhook(call: Call) -> Described:
     url = params.string("url").strip()
     if not url:
         return _delete(call)
+    _throttle(bot, call.sandbox.settings.set_webhook_interval_seconds)
     secret = _secret_token(call)
     allowed = params.json("allowed_updates", "allowed_updates")
     try:
@@ -204,6 +230,21 @@ async def get_webhook_info(call: Call) -> dict[str, Any]:
     return call.bot.webhook_info()
 
 
+def _busy_poll_guard(bot: BotState, offset: int, limit: int, timeout: float) -> tuple[int, float]:
+    """Telegram's server slows a client that asks for the same offset again and again: within
+    3 s of the previous call a timeout under 3 s becomes 3 s, within 0.5 s the limit becomes 1
+    (`process_get_updates_query`)."""
+    now = time.monotonic()
+    if offset == bot.previous_poll_offset:
+        elapsed = now - bot.previous_poll_at
+        if timeout < BUSY_POLL_TIMEOUT_SECONDS and elapsed < BUSY_POLL_TIMEOUT_SECONDS:
+            timeout = BUSY_POLL_TIMEOUT_SECONDS
+        if elapsed < BUSY_POLL_LIMIT_WINDOW_SECONDS:
+            limit = 1
+    bot.previous_poll_offset, bot.previous_poll_at = offset, now
+    return limit, timeout
+
+
 @METHODS.method("getUpdates")
 async def get_updates(call: Call) -> list[dict[str, Any]]:
     """Long polling: confirm by `offset`, wait up to `timeout` s for updates."""
@@ -213,6 +254,7 @@ async def get_updates(call: Call) -> list[dict[str, Any]]:
     offset = params.integer("offset")
     limit = min(max(params.integer("limit", 100), 1), 100)
     timeout = min(max(params.integer("timeout"), 0), call.sandbox.settings.max_poll_timeout_seconds)
+    limit, timeout = _busy_poll_guard(bot, offset, limit, timeout)
     allowed = params.json("allowed_updates", "allowed_updates")
     if allowed is not None:
         bot.updates.allowed = read_allowed_updates(allowed)
