@@ -23,6 +23,7 @@ from gateway.flood import FloodController, FloodLimits
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
+from gateway.inlets import receiver as inlets
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
@@ -97,6 +98,7 @@ def create_app(
     app.cleanup_ctx.extend(
         [_api_clients, _bot_session, _queue_storage, _service_calls, _worker_task, _expiry_task]
     )
+    inlets.install(app)
     proxy.install(app, config)
     webhook.add_routes(app, config.telegram.webhook_path)
     api.add_routes(app)

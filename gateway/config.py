@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from gateway import constants as c
 from gateway.egress import parse_networks
 from gateway.errors import ConfigError
+from gateway.inlets.config import Inlet, parse_inlets
 from gateway.routes import Route, parse_routes
 from gateway.secretfiles import (
     ENV_TOKEN,
@@ -177,6 +178,8 @@ class Config:
     clients_path: Path
     #: Bot commands dispatched to internal services (`[[routes]]`).
     routes: tuple[Route, ...] = ()
+    #: Other tools' webhooks turned into messages (`[[inlets]]`, gateway/inlets/).
+    inlets: tuple[Inlet, ...] = ()
     #: Key that signs answers POSTed to `callback_url`s.
     callback_secret: Secret = field(default_factory=lambda: Secret(""))
     source: str = field(default="defaults")
@@ -223,6 +226,7 @@ def load_config(
     }
     policy = sections["server"].key_permissions
     routes = parse_routes(raw.pop("routes", []), base, source, policy)
+    inlets = parse_inlets(raw.pop("inlets", []), base, source, policy)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -277,6 +281,7 @@ def load_config(
         queue_path=_resolve(base, sections["queue"].path),
         clients_path=_resolve(base, server.clients_file),
         routes=routes,
+        inlets=inlets,
         callback_secret=Secret(
             read_or_create_secret(
                 _resolve(base, server.callback_secret_file),

@@ -126,3 +126,15 @@ SHUTDOWN_GRACE_SECONDS: Final = 5.0
 #: Default request timeout for Bot API calls (`[telegram] request_timeout`), and its ceiling.
 BOT_API_TIMEOUT_SECONDS: Final = 30.0
 MAX_BOT_API_TIMEOUT_SECONDS: Final = 600.0
+
+# --- Inlets (gateway/inlets/) -------------------------------------------------------------------
+#: Other tools' webhooks arrive at `{INLETS_PATH}/<inlet name>`.
+INLETS_PATH: Final = "/inlets"
+GITHUB_SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
+GITHUB_EVENT_HEADER: Final = "X-GitHub-Event"
+GITHUB_DELIVERY_HEADER: Final = "X-GitHub-Delivery"
+GITLAB_TOKEN_HEADER: Final = "X-Gitlab-Token"
+GITLAB_EVENT_HEADER: Final = "X-Gitlab-Event"
+GITLAB_UUID_HEADER: Final = "X-Gitlab-Event-UUID"
+#: How long a tap on an alert's button waits for Alertmanager's API.
+ALERTMANAGER_TIMEOUT_SECONDS: Final = 5.0

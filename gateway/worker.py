@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import Bot
 
@@ -27,6 +27,7 @@ from gateway import telegram
 from gateway.commands import Command, Status
 from gateway.flood import FloodController
 from gateway.queue.base import Queue
+from gateway.queue.threads import THREAD_METHOD
 from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
 
@@ -49,6 +50,17 @@ class RetryBudget:
 
 
 ServiceExecutor = Callable[[Command], Awaitable[telegram.Outcome]]
+
+
+class Deferred(Protocol):
+    """Commands whose Bot API call is decided when the worker picks them up (`showThread`:
+    send or edit an inlet's message, gateway/inlets/show.py)."""
+
+    async def resolve(self, command: Command) -> tuple[str, dict[str, Any]] | None:
+        """The call to make now, or None when there is nothing to do."""
+
+    async def delivered(self, command: Command, method: str, result: Any) -> None:
+        """The call `resolve` gave was delivered with `result`."""
 FailureHandler = Callable[[Command, dict[str, Any]], Awaitable[None]]
 
 
@@ -116,11 +128,16 @@ class Worker:
         self._wake = asyncio.Event()
         self._running = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._deferred: Deferred | None = None
 
     def use_services(self, services: ServiceExecutor, on_failed: FailureHandler) -> None:
         """Wire the executor of service calls and the failure handler (built after the worker,
         as they send through the outbox that needs it)."""
         self._services, self._on_failed = services, on_failed
+
+    def use_deferred(self, deferred: Deferred) -> None:
+        """Wire the resolver of `showThread` commands (the inlets' messages)."""
+        self._deferred = deferred
 
     @property
     def running(self) -> bool:
@@ -287,6 +304,8 @@ class Worker:
             if self._services is None:
                 return telegram.Failure("no_services", "service calls are not configured", False)
             return await self._guarded(command, self._services(command))
+        if command.method == THREAD_METHOD:
+            return await self._guarded(command, self._send_deferred(lane, command))
         try:
             parts = await _long_text_parts_off_loop(command)
         except Exception as exc:
@@ -307,6 +326,25 @@ class Worker:
             command.result = done
             await self._queue.save_part(command.id, index, outcome.result, self._clock())
         return telegram.Delivered(done)
+
+    async def _send_deferred(self, lane: str, command: Command) -> telegram.Outcome:
+        """A `showThread`: resolved now, in the chat's lane, so the message it edits was sent
+        (or failed) before; nothing to do when the latest version is shown already."""
+        if self._deferred is None:
+            return telegram.Failure("no_inlets", "inlet messages are not configured", False)
+        call = await self._deferred.resolve(command)
+        if call is None:
+            acquired = self._acquired.pop(lane, None)
+            if acquired is not None:
+                self._flood.settle(flood_key(self._migrated.get(lane, lane)), acquired)
+            return telegram.Delivered({"skipped": "shown already"})
+        method, params = call
+        if lane in self._migrated:
+            params = {**params, "chat_id": self._migrated[lane]}
+        outcome = await self._send(lane, method, params)
+        if isinstance(outcome, telegram.Delivered):
+            await self._deferred.delivered(command, method, outcome.result)
+        return outcome
 
     async def _guarded(
         self, command: Command, call: Awaitable[telegram.Outcome]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from gateway.errors import StartupError
+from gateway.queue import threads
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,11 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"""CREATE INDEX {FAILED_UPDATES_TABLE}_received
             ON {FAILED_UPDATES_TABLE} (received_at)""",
     ),
+    # 7 and 8 belong to the retention and rich-messages work; placeholders until merged.
+    7: (),
+    8: (),
+    # Inlets: the message each alert group (or storm) is shown in, across restarts.
+    9: threads.MIGRATION,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
