@@ -13,8 +13,8 @@ import pytest
 from gateway import keys
 from gateway.errors import ConfigError
 from gateway.sandbox import SandboxSettings
-from tests.conftest import USER, Gateway, GatewayFactory, Sandbox, Workspace
-from tests.inlet_helpers import SECRET, bearer, eventually, inlet_toml, post
+from tests.conftest import BOT_ID, USER, Gateway, GatewayFactory, Sandbox, Workspace
+from tests.inlet_helpers import SECRET, bearer, eventually, free_port, inlet_toml, post
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inlets"
 GROUP = -1009876543210
@@ -284,3 +284,33 @@ def test_quiet_hours_cross_midnight(workspace: Workspace, sandbox: Sandbox) -> N
 async def test_unknown_inlet_needs_no_api_token(gateway: Gateway) -> None:
     code, answer = await post(gateway, "nothing", {}, {})
     assert code == 404 and answer["error"]["code"] == "not_found"
+
+
+async def test_alertmanager_down_is_shown_on_the_tap(
+    gateway_factory: GatewayFactory, workspace: Workspace, sandbox: Sandbox
+) -> None:
+    closed = free_port()  # nothing listens there
+    toml = inlet_toml(
+        "prod", "alertmanager", [GROUP], alertmanager_url=f"http://127.0.0.1:{closed}"
+    )
+    async with await start(gateway_factory, workspace, sandbox, toml) as gw:
+        code, _ = await post(gw, "prod", am_payload("Down", ("a", "firing")), bearer())
+        assert code == 202
+        [message] = await sandbox.wait_messages(GROUP, 1)
+        button = message["reply_markup"]["inline_keyboard"][0][0]
+        assert button["text"] == "🔕 Silence 1h"
+        tap = {
+            "user_id": USER,
+            "chat_id": GROUP,
+            "message_id": message["message_id"],
+            "data": button["callback_data"],
+        }
+        await sandbox.control("POST", "callbacks", tap)
+        found = await eventually(
+            lambda: sandbox.control("GET", f"bots/{BOT_ID}/callbacks"),
+            lambda found: bool(found["callbacks"] and found["callbacks"][0].get("answer")),
+        )
+        answer = found["callbacks"][0]["answer"]
+        assert answer["show_alert"] is True and "unreachable" in answer["text"], answer
+        [message] = await sandbox.messages(GROUP)
+        assert "Silenced" not in message["text"]
