@@ -149,18 +149,23 @@ async def test_a_failing_template_falls_back_to_plain_text(
 async def test_templates_are_sandboxed_and_escaped(
     gateway_factory: GatewayFactory, workspace: Workspace, sandbox: Sandbox
 ) -> None:
-    workspace.write(
-        "templates/t.j2",
-        "<b>{{ payload.title }}</b> {{ ''.__class__.__mro__ }}",
+    workspace.write("templates/t.j2", "<b>{{ payload.title }}</b>")
+    workspace.write("templates/evil.j2", "{{ ''.__class__.__mro__ }}")
+    toml = inlet_toml("any", "generic", [GROUP], template="templates/t.j2") + inlet_toml(
+        "gh", "generic", [GROUP], template="templates/evil.j2"
     )
-    toml = inlet_toml("any", "generic", [GROUP], template="templates/t.j2")
     async with await start(gateway_factory, workspace, sandbox, toml) as gw:
         code, _ = await post(gw, "any", {"title": "<i>x</i> & y"}, bearer())
         assert code == 202
         [message] = await sandbox.wait_messages(GROUP, 1)
-        # Escaped (shown as typed, not as italics); Python internals are out of reach.
+        # Escaped: shown as typed, not as italics.
         assert message["text"] == "<i>x</i> & y"
         assert [e["type"] for e in message["entities"]] == ["bold"]
+        # Python internals are out of a template's reach: the plain fallback is sent.
+        code, _ = await post(gw, "gh", {"title": "t"}, bearer())
+        assert code == 202
+        _, message = await sandbox.wait_messages(GROUP, 2)
+        assert message["text"].startswith("gh: generic") and "object" not in message["text"]
 
 
 async def test_grafana_documented_payload(

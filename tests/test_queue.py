@@ -436,6 +436,7 @@ class TestContract:
             7, kept + 4, T0 + kept + 4, "message.poll: missing", "nothing", "{}"
         )
         assert len(await queue.failed_updates(kept * 2)) == kept
+
     async def test_a_signature_is_accepted_once_per_client(self, queue: Queue) -> None:
         sig = "ab" * 32
         assert await queue.remember_signature("ci", sig, T0 + 300, T0)
@@ -888,14 +889,14 @@ class TestThreads:
     """The inlets' threads: one message per alert group (gateway/queue/threads.py)."""
 
     async def test_save_and_find(self, queue: Queue) -> None:
-        thread = Thread("prod", "-100:42", "group-1", created_at=T0, version=1, text="hi")
+        thread = Thread("prod", "-100:42", "group-1", created_at=T0, version=1)
         thread.state = {"alerts": {"a": {"status": "firing"}}}
         command = show(thread)
         assert await queue.save_thread(thread, 0, [command]) == [command]
         assert thread.pending == command.id
         found = await queue.open_thread("prod", "-100:42", "group-1")
         assert found is not None and found.id == thread.id and found.state == thread.state
-        assert found.pending == command.id and found.text == "hi"
+        assert found.pending == command.id and found.digest is None
         assert (await queue.thread(thread.id)) == found
         assert await queue.open_thread("prod", "-100:42", "group-2") is None
         assert await queue.thread("unknown") is None
@@ -931,14 +932,14 @@ class TestThreads:
     async def test_shown_and_message_id(self, queue: Queue) -> None:
         thread = Thread("prod", "-100", "g", created_at=T0, version=2)
         await queue.save_thread(thread, 0, [])
-        await queue.thread_shown(thread.id, 2, 77)
-        await queue.thread_shown(thread.id, 1, 99)  # late and older: changes nothing
+        await queue.thread_shown(thread.id, 2, 77, "v2")
+        await queue.thread_shown(thread.id, 1, 99, "v1")  # late and older: changes nothing
         found = await queue.thread(thread.id)
-        assert found is not None and (found.shown, found.message_id) == (2, 77)
+        assert found is not None and (found.shown, found.message_id, found.digest) == (2, 77, "v2")
         # A later save from a stale copy does not roll them back.
         thread.version, thread.closed, thread.updated_at = 3, True, T0 + 1
         assert await queue.save_thread(thread, 2, []) is not None
-        assert (thread.shown, thread.message_id) == (2, 77)
+        assert (thread.shown, thread.message_id, thread.digest) == (2, 77, "v2")
         assert await queue.open_thread("prod", "-100", "g") is None
         fresh = Thread("prod", "-100", "g", created_at=T0 + 2, version=1)
         assert await queue.save_thread(fresh, 0, []) is not None

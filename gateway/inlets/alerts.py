@@ -15,7 +15,7 @@ from typing import Any, Final
 from gateway.inlets import grafana
 from gateway.inlets.alertmanager import Notification
 from gateway.inlets.config import Inlet
-from gateway.inlets.templates import plain
+from gateway.inlets.templates import other_labels, plain
 
 #: Button callback data: `al:<thread id>:<action>`.
 PREFIX: Final = "al:"
@@ -71,8 +71,13 @@ def context(inlet: Inlet, state: dict[str, Any]) -> dict[str, Any]:
             "max_listed": inlet.max_listed,
         }
     group_state = group_of(state)
-    alerts = list(group_state.get("alerts", {}).values())
     group = group_state.get("group", {})
+    own = group.get("groupLabels") or {}
+    # `others`: the labels that tell an alert from the rest of its group (not alertname).
+    alerts = [
+        {**alert, "others": other_labels(alert.get("labels"), own)}
+        for alert in group_state.get("alerts", {}).values()
+    ]
     return {
         **{name: group.get(name) or {} for name in ("groupLabels", "commonLabels")},
         "commonAnnotations": group.get("commonAnnotations") or {},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -30,12 +31,10 @@ logger = logging.getLogger(__name__)
 #: Read-modify-write attempts before a notification gives up (each conflict means progress).
 MAX_CONFLICTS: Final = 50
 STORM_KEY: Final = "storm"
+#: Open threads kept in memory (saves a read per notification).
+THREAD_CACHE_SIZE: Final = 10_000
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class TemplateFailed(Exception):
-    """Counted by the caller: the inlet's template failed and the fallback was used."""
 
 
 class Lifecycle:
@@ -53,6 +52,9 @@ class Lifecycle:
         self._on_template_error = on_template_error
         self._clock = clock
         self._locks: dict[tuple[str, str, str], tuple[asyncio.Lock, list[int]]] = {}
+        #: The open threads this process saved last, by (inlet, chat, key): a stale one (another
+        #: replica changed it) only costs a version conflict and a fresh read.
+        self._cache: OrderedDict[tuple[str, str, str], Thread] = OrderedDict()
 
     async def notify(
         self, inlet: Inlet, target: ChatTarget, notification: Notification, quiet: bool
@@ -60,10 +62,14 @@ class Lifecycle:
         """Apply one group's notification to its message in `target`; the thread's id."""
         storm = inlet.batch_window_s > 0
         key = STORM_KEY if storm else notification.key
-        async with self._exclusive(inlet.name, target.key, key):
+        where = (inlet.name, target.key, key)
+        change = _storm_change(notification) if storm else _group_change(notification)
+        async with self._exclusive(where):
             for _ in range(MAX_CONFLICTS):
                 now = self._clock()
-                thread = await self._queue.open_thread(inlet.name, target.key, key)
+                thread = self._cache.pop(where, None)
+                if thread is None:
+                    thread = await self._queue.open_thread(*where)
                 if storm and thread is not None and now - thread.created_at >= inlet.batch_window_s:
                     thread.closed, thread.updated_at = True, now
                     if await self._queue.save_thread(thread, thread.version, []) is None:
@@ -71,49 +77,56 @@ class Lifecycle:
                     thread = None
                 if thread is None:
                     thread = Thread(inlet.name, target.key, key, created_at=now)
-                change = _storm_change(notification) if storm else _group_change(notification)
-                saved = await self._save(inlet, target, thread, change, quiet, now)
-                if saved:
+                if await self._save(target, thread, change, quiet, now):
+                    if not thread.closed:
+                        self._remember(where, thread)
                     return thread.id
         raise RuntimeError(f"inlet {inlet.name}: thread {key!r} kept changing under us")
 
     async def change(self, inlet: Inlet, thread_id: str, change: Change) -> Thread | None:
         """Apply `change` to a thread's group state (a tap's silence or ack); None when the
         thread is gone or closed."""
+
+        def on_group(state: dict[str, Any]) -> dict[str, Any]:
+            if isinstance(state.get("single"), dict):
+                return {**state, "single": change(state["single"])}
+            return change(state)
+
         for _ in range(MAX_CONFLICTS):
             thread = await self._queue.thread(thread_id)
             if thread is None or thread.closed:
                 return None
-            target = _target(thread.chat)
-
-            def on_group(state: dict[str, Any]) -> dict[str, Any]:
-                if isinstance(state.get("single"), dict):
-                    return {**state, "single": change(state["single"])}
-                return change(state)
-
-            if await self._save(inlet, target, thread, on_group, False, self._clock()):
+            self._cache.pop((thread.inlet, thread.chat, thread.key), None)
+            if await self._save(_target(thread.chat), thread, on_group, False, self._clock()):
                 return thread
         return None
 
+    def render(self, inlet: Inlet, thread: Thread) -> tuple[str, str | None, dict[str, Any] | None]:
+        """The message of a thread: text, parse mode and buttons (in the worker, when it is
+        about to be sent: once per message sent, not once per notification)."""
+        state = thread.state
+        markup = alerts.markup(inlet, thread.id, state)
+        template = inlet.template or DEFAULTS[inlet.kind]
+        try:
+            text = render(template, alerts.context(inlet, state))
+        except Exception as exc:  # any template bug: fall back, never lose the alert
+            logger.warning("inlet %s: template failed (%s); sent as plain text", inlet.name, exc)
+            self._on_template_error(inlet)
+            return alerts.fallback(inlet, state), None, markup
+        if not text or len(text) > c.MAX_MESSAGE_LENGTH:
+            return alerts.fallback(inlet, state), None, markup
+        return text, inlet.parse_mode, markup
+
     async def _save(
-        self,
-        inlet: Inlet,
-        target: ChatTarget,
-        thread: Thread,
-        change: Change,
-        quiet: bool,
-        now: float,
+        self, target: ChatTarget, thread: Thread, change: Change, quiet: bool, now: float
     ) -> bool:
         expected = thread.version
         state = change(thread.state)
-        text, mode = self._render(inlet, state)
-        markup = alerts.markup(inlet, thread.id, state)
-        commands: list[Command] = []
+        if expected and state == thread.state:
+            return True  # a repeat (Alertmanager's repeat_interval, a retry): stored already
         thread.state, thread.updated_at = state, now
-        if (text, mode, markup) != (thread.text, thread.parse_mode, thread.markup) or not expected:
-            thread.text, thread.parse_mode, thread.markup = text, mode, markup
-            thread.version += 1
-            commands.append(_show(target, thread.id, quiet and not expected))
+        thread.version += 1
+        commands = [_show(target, thread.id, quiet and not expected)]
         group = alerts.group_of(state)
         if "storm" not in state and group.get("status") == "resolved":
             thread.closed = True
@@ -127,21 +140,14 @@ class Lifecycle:
             self._worker.notify({command.lane for command in stored})
         return True
 
-    def _render(self, inlet: Inlet, state: dict[str, Any]) -> tuple[str, str | None]:
-        template = inlet.template or DEFAULTS[inlet.kind]
-        try:
-            text = render(template, alerts.context(inlet, state))
-        except Exception as exc:  # any template bug: fall back, never lose the alert
-            logger.warning("inlet %s: template failed (%s); sent as plain text", inlet.name, exc)
-            self._on_template_error(inlet)
-            return alerts.fallback(inlet, state), None
-        if not text or len(text) > c.MAX_MESSAGE_LENGTH:
-            return alerts.fallback(inlet, state), None
-        return text, inlet.parse_mode
+    def _remember(self, where: tuple[str, str, str], thread: Thread) -> None:
+        self._cache[where] = thread
+        while len(self._cache) > THREAD_CACHE_SIZE:
+            self._cache.popitem(last=False)
 
     @asynccontextmanager
-    async def _exclusive(self, *key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault((key[0], key[1], key[2]), (asyncio.Lock(), [0]))
+    async def _exclusive(self, key: tuple[str, str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
             async with lock:
@@ -149,7 +155,7 @@ class Lifecycle:
         finally:
             users[0] -= 1
             if not users[0]:
-                del self._locks[(key[0], key[1], key[2])]
+                del self._locks[key]
 
 
 def _group_change(notification: Notification) -> Change:

@@ -69,17 +69,11 @@ async def _actions(app: web.Application) -> AsyncIterator[None]:
 def install(app: web.Application) -> None:
     """Mount `/inlets/{name}`, wire the worker's showThread resolver and the buttons' handler
     (call after the queue, outbox, worker, metrics and dispatcher are in `app`)."""
-    config = app[keys.CONFIG]
-    inlets = Inlets(
-        config.inlets,
-        app[keys.QUEUE],
-        app[keys.OUTBOX],
-        app[keys.WORKER],
-        app[keys.METRICS].registry,
-    )
+    queue, worker, outbox = app[keys.QUEUE], app[keys.WORKER], app[keys.OUTBOX]
+    inlets = Inlets(app[keys.CONFIG].inlets, queue, outbox, worker, app[keys.METRICS].registry)
     app[INLETS] = inlets
-    app[keys.WORKER].use_deferred(ThreadShower(app[keys.QUEUE]))
-    actions = AlertActions(inlets, app[keys.QUEUE], app[keys.OUTBOX])
+    worker.use_deferred(ThreadShower(queue, inlets.by_name, inlets.lifecycle))
+    actions = AlertActions(inlets, queue, outbox)
     app[ACTIONS] = actions
     app[keys.DISPATCHER].include_router(actions.router())
     app.cleanup_ctx.append(_actions)

@@ -5,17 +5,23 @@ latest version is shown already)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from gateway.commands import Command
+from gateway.inlets.config import Inlet
+from gateway.inlets.lifecycle import Lifecycle
 from gateway.queue.base import Queue
 
 
 class ThreadShower:
     """Resolves `showThread` commands for the worker (`Worker.use_deferred`)."""
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: Queue, inlets: dict[str, Inlet], lifecycle: Lifecycle) -> None:
         self._queue = queue
+        self._inlets = inlets
+        self._lifecycle = lifecycle
 
     async def resolve(self, command: Command) -> tuple[str, dict[str, Any]] | None:
         thread = await self._queue.thread(command.meta["thread"])
@@ -31,19 +37,28 @@ class ThreadShower:
                     "allow_sending_without_reply": True,
                 }
             return "sendMessage", self._new_message(params, meta)
-        if thread.shown >= thread.version:
+        inlet = self._inlets.get(thread.inlet)
+        if thread.shown >= thread.version or inlet is None:
             return None
-        meta["version"] = thread.version  # this copy only: for `delivered`
-        params["text"] = thread.text
-        if thread.parse_mode:
-            params["parse_mode"] = thread.parse_mode
+        text, mode, markup = self._lifecycle.render(inlet, thread)
+        digest = _digest(text, mode, markup)
+        # For `delivered` (this copy of the command only).
+        meta["version"], meta["digest"] = thread.version, digest
+        if thread.message_id is not None and digest == thread.digest:
+            # Renders as what Telegram shows already: an edit would be refused ("message is
+            # not modified"). Shown, then.
+            await self._queue.thread_shown(thread.id, thread.version, None, digest)
+            return None
+        params["text"] = text
+        if mode:
+            params["parse_mode"] = mode
         if thread.message_id is None:
-            if thread.markup:
-                params["reply_markup"] = thread.markup
+            if markup:
+                params["reply_markup"] = markup
             return "sendMessage", self._new_message(params, meta)
         params["message_id"] = thread.message_id
         # An empty keyboard removes the buttons (a resolved alert has none).
-        params["reply_markup"] = thread.markup or {"inline_keyboard": []}
+        params["reply_markup"] = markup or {"inline_keyboard": []}
         return "editMessageText", params
 
     async def delivered(self, command: Command, method: str, result: Any) -> None:
@@ -53,7 +68,9 @@ class ThreadShower:
         message_id = None
         if method == "sendMessage" and isinstance(result, dict):
             message_id = result.get("message_id")
-        await self._queue.thread_shown(command.meta["thread"], int(version), message_id)
+        await self._queue.thread_shown(
+            command.meta["thread"], int(version), message_id, command.meta["digest"]
+        )
 
     @staticmethod
     def _new_message(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -62,3 +79,8 @@ class ThreadShower:
         if meta.get("quiet"):
             params["disable_notification"] = True
         return params
+
+
+def _digest(text: str, mode: str | None, markup: Any) -> str:
+    blob = json.dumps([text, mode, markup], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -195,10 +195,15 @@ class Queue(ABC):
         an open thread with the same inlet, chat and key exists): the caller reads it again and
         redoes its change. A showThread command is left out when the thread already has one
         waiting in the queue (it will show the latest version anyway); the others are always
-        stored. Returns the commands stored. `thread.pending`, `message_id` and `shown` are
-        updated to what is stored. Closed threads older than a week are pruned.
+        stored. Returns the commands stored. `thread.pending`, `message_id`, `shown` and
+        `digest` (the worker's to record) are updated to what is stored. Closed threads older
+        than a week are pruned.
         """
 
     @abstractmethod
-    async def thread_shown(self, thread_id: str, version: int, message_id: int | None) -> None:
-        """Telegram has `version` of the thread (and, after the first send, its message)."""
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
+        """Telegram shows `version` of the thread, rendered as `digest` (and, after the first
+        send, `message_id` is its message). An older version than the one recorded changes
+        nothing."""

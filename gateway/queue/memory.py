@@ -194,7 +194,8 @@ class MemoryQueue(Queue):
             return None
         pending = stored.pending if stored else None
         if stored is not None:
-            thread.message_id, thread.shown = stored.message_id, max(thread.shown, stored.shown)
+            thread.message_id, thread.digest = stored.message_id, stored.digest
+            thread.shown = max(thread.shown, stored.shown)
         head = self._commands.get(pending) if pending else None
         waiting = head is not None and head.status is Status.QUEUED
         kept = [command for command in commands if not (is_show(command) and waiting)]
@@ -210,9 +211,13 @@ class MemoryQueue(Queue):
         await self.put(kept)
         return kept
 
-    async def thread_shown(self, thread_id: str, version: int, message_id: int | None) -> None:
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
         thread = self._threads.get(thread_id)
         if thread is not None:
+            if version >= thread.shown:
+                thread.digest = digest
             thread.shown = max(thread.shown, version)
             if thread.message_id is None:
                 thread.message_id = message_id

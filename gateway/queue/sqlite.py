@@ -356,8 +356,12 @@ class SqliteQueue(Queue):
             lambda db: thread_jobs.save(db, thread, expected, commands, insert)
         )
 
-    async def thread_shown(self, thread_id: str, version: int, message_id: int | None) -> None:
-        await self._write(lambda db: thread_jobs.mark_shown(db, thread_id, version, message_id))
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
+        await self._write(
+            lambda db: thread_jobs.mark_shown(db, thread_id, version, message_id, digest)
+        )
 
     # --- the connection ---------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """Threads: one Telegram message that follows something's life (an alert group, a storm).
 
-An inlet keeps, per (inlet, chat, key), the message it posted and what it shows now: each
-notification bumps `version` and re-renders `text`/`markup`. Delivery is by a `showThread`
-command in the chat's lane, resolved when the worker picks it up: a sendMessage while the
-thread has no message yet, an editMessageText of that message afterwards, nothing when the
-latest version is shown already. So the message id Telegram returns for the first send is
-there for every later edit (same lane, same order), and a burst of notifications becomes a
-few edits, never one per notification.
+An inlet keeps, per (inlet, chat, key), the message it posted and the state it shows: each
+change bumps `version`. Delivery is by a `showThread` command in the chat's lane, resolved when
+the worker picks it up: the state is rendered then (once per message sent, not once per
+notification), and becomes a sendMessage while the thread has no message yet, an
+editMessageText of that message afterwards, nothing when it renders as what Telegram shows
+already (`digest`). So the message id Telegram returns for the first send is there for every
+later edit (same lane, same order), and a burst of notifications becomes a few edits, never one
+per notification.
 
 The SQLite jobs live here (run in the queue's database thread); the memory backend mirrors them.
 """
@@ -43,7 +44,8 @@ MIGRATION: Final = (
         closed INTEGER NOT NULL,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL,
-        body TEXT NOT NULL
+        digest TEXT,
+        state TEXT NOT NULL
     )""",
     # One open thread per (inlet, chat, key): the one a new notification updates.
     f"""CREATE UNIQUE INDEX {THREADS_TABLE}_open ON {THREADS_TABLE} (inlet, chat, key)
@@ -77,25 +79,14 @@ class Thread:
     closed: bool = False
     created_at: float = field(default_factory=time.time)
     updated_at: float = 0.0
-    #: What the inlet keeps to render it again (alerts, silence, ack, ...).
+    #: What the inlet renders (alerts, silence, ack, ...).
     state: dict[str, Any] = field(default_factory=dict)
-    #: The rendered message.
-    text: str = ""
-    parse_mode: str | None = None
-    markup: dict[str, Any] | None = None
+    #: A digest of the message as Telegram shows it now (text, parse mode, buttons).
+    digest: str | None = None
 
     def __post_init__(self) -> None:
         if not self.updated_at:
             self.updated_at = self.created_at
-
-    def body(self) -> str:
-        data = {
-            "state": self.state,
-            "text": self.text,
-            "mode": self.parse_mode,
-            "markup": self.markup,
-        }
-        return json.dumps(data, separators=(",", ":"))
 
 
 def is_show(command: Command) -> bool:
@@ -105,12 +96,11 @@ def is_show(command: Command) -> bool:
 
 _COLUMNS = (
     "id, inlet, chat, key, version, shown, message_id, pending, closed, created_at, updated_at, "
-    "body"
+    "digest, state"
 )
 
 
 def thread_from_row(row: sqlite3.Row) -> Thread:
-    body = json.loads(row["body"])
     return Thread(
         inlet=row["inlet"],
         chat=row["chat"],
@@ -123,10 +113,8 @@ def thread_from_row(row: sqlite3.Row) -> Thread:
         closed=bool(row["closed"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        state=body["state"],
-        text=body["text"],
-        parse_mode=body["mode"],
-        markup=body["markup"],
+        digest=row["digest"],
+        state=json.loads(row["state"]),
     )
 
 
@@ -156,7 +144,7 @@ def save(
     """The job of `Queue.save_thread`; `insert(db, commands)` stores commands. None on a
     version conflict (someone else saved first)."""
     row = db.execute(
-        f"SELECT version, pending, message_id, shown FROM {THREADS_TABLE} WHERE id = ?",
+        f"SELECT version, pending, message_id, shown, digest FROM {THREADS_TABLE} WHERE id = ?",
         (thread.id,),
     ).fetchone()
     stored = row["version"] if row else 0
@@ -167,7 +155,7 @@ def save(
     pending = row["pending"] if row else None
     # The message id and what is shown are the worker's to record, never rolled back here.
     if row is not None:
-        thread.message_id = row["message_id"] if row["message_id"] is not None else None
+        thread.message_id, thread.digest = row["message_id"], row["digest"]
         thread.shown = max(thread.shown, row["shown"])
     waiting = pending is not None and _is_queued(db, pending)
     stored_commands = [command for command in commands if not (is_show(command) and waiting)]
@@ -176,10 +164,11 @@ def save(
             pending = command.id
     thread.pending = pending
     db.execute(
-        f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
                 pending = excluded.pending, closed = excluded.closed,
-                updated_at = excluded.updated_at, body = excluded.body""",
+                updated_at = excluded.updated_at, state = excluded.state""",
         (
             thread.id,
             thread.inlet,
@@ -192,7 +181,8 @@ def save(
             int(thread.closed),
             thread.created_at,
             thread.updated_at,
-            thread.body(),
+            thread.digest,
+            json.dumps(thread.state, separators=(",", ":")),
         ),
     )
     if thread.closed:
@@ -205,13 +195,14 @@ def save(
 
 
 def mark_shown(
-    db: sqlite3.Connection, thread_id: str, version: int, message_id: int | None
+    db: sqlite3.Connection, thread_id: str, version: int, message_id: int | None, digest: str
 ) -> None:
     """The job of `Queue.thread_shown`."""
     db.execute(
-        f"""UPDATE {THREADS_TABLE} SET shown = max(shown, ?),
-            message_id = ifnull(message_id, ?) WHERE id = ?""",
-        (version, message_id, thread_id),
+        f"""UPDATE {THREADS_TABLE} SET
+            digest = CASE WHEN ? >= shown THEN ? ELSE digest END,
+            shown = max(shown, ?), message_id = ifnull(message_id, ?) WHERE id = ?""",
+        (version, digest, version, message_id, thread_id),
     )
 
 
