@@ -4,8 +4,10 @@ One gateway (durable SQLite queue, `synchronous=FULL`, delivering to the sandbox
 default limits in the background) with two Alertmanager inlets: `am` (chat 1001) and `storm`
 (chat 1002, `batch_window_s = 600`). Rounds alternate: `/enqueue_command` (the enqueue bench's
 bodies, to chats 1..100), then `POST /inlets/am` with an Alertmanager (version 4) payload of
-10 alerts, its group one of 1,000 (so each request is a read-modify-write of a stored group
-and a re-render of its message), same client, same connections. Figures: the medians over
+10 alerts, its group one of 1,000, alternating between two variants (the first alert firing,
+then resolved), so that every request changes a stored group (a read-modify-write, a version,
+a showThread; the message is rendered when the worker sends it), same client, same
+connections. Figures: the medians over
 rounds, inlet / enqueue [target >= 0.8], the gateway's CPU time per request.
 
 Then the storm: 1,000 single-alert notifications, each its own group, posted to `storm` as fast
@@ -66,12 +68,13 @@ batch_window_s = 600
 """
 
 
-def am_body(group: int, alerts: int) -> bytes:
-    """An Alertmanager webhook payload (version 4) for group `group` with `alerts` alerts."""
+def am_body(group: int, alerts: int, variant: int = 0) -> bytes:
+    """An Alertmanager webhook payload (version 4) for group `group` with `alerts` alerts; in
+    variant 1 the first alert has resolved (so alternating variants change the group)."""
     name = f"Bench{group}"
     items = [
         {
-            "status": "firing",
+            "status": "resolved" if variant and i == 0 else "firing",
             "labels": {"alertname": name, "instance": f"host-{i}:9100", "job": "node"},
             "annotations": {"summary": f"{name} is high on host-{i}"},
             "startsAt": "2026-01-01T00:00:00Z",
@@ -186,7 +189,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 ),
                 "inlet": (
                     f"{gw.url}/inlets/am",
-                    [am_body(group, 10) for group in range(GROUPS)],
+                    # Each group's requests alternate between its two variants: every request
+                    # changes the group (a repeat would store nothing).
+                    [am_body(group, 10, variant) for variant in (0, 1) for group in range(GROUPS)],
                     {"Content-Type": "application/json", "Authorization": f"Bearer {SECRET}"},
                 ),
             }

@@ -143,10 +143,7 @@ def save(
 ) -> list[Command] | None:
     """The job of `Queue.save_thread`; `insert(db, commands)` stores commands. None on a
     version conflict (someone else saved first)."""
-    row = db.execute(
-        f"SELECT version, pending, message_id, shown, digest FROM {THREADS_TABLE} WHERE id = ?",
-        (thread.id,),
-    ).fetchone()
+    row = db.execute(_STORED, (thread.id,)).fetchone()
     stored = row["version"] if row else 0
     if stored != expected:
         return None
@@ -157,7 +154,7 @@ def save(
     if row is not None:
         thread.message_id, thread.digest = row["message_id"], row["digest"]
         thread.shown = max(thread.shown, row["shown"])
-    waiting = pending is not None and _is_queued(db, pending)
+    waiting = row is not None and row["pending_status"] == "queued"
     stored_commands = [command for command in commands if not (is_show(command) and waiting)]
     for command in stored_commands:
         if is_show(command):
@@ -182,7 +179,7 @@ def save(
             thread.created_at,
             thread.updated_at,
             thread.digest,
-            json.dumps(thread.state, separators=(",", ":")),
+            json.dumps(thread.state),  # the default encoder: its fast path
         ),
     )
     if thread.closed:
@@ -206,6 +203,7 @@ def mark_shown(
     )
 
 
-def _is_queued(db: sqlite3.Connection, command_id: str) -> bool:
-    row = db.execute("SELECT status FROM commands WHERE id = ?", (command_id,)).fetchone()
-    return row is not None and row["status"] == "queued"
+#: A thread's stored version and the worker's fields, with its pending command's status.
+_STORED: Final = f"""SELECT t.version, t.pending, t.message_id, t.shown, t.digest,
+        c.status AS pending_status
+    FROM {THREADS_TABLE} AS t LEFT JOIN commands AS c ON c.id = t.pending WHERE t.id = ?"""
