@@ -23,8 +23,23 @@ class StartupError(GatewayError):
     """The gateway could not start (Telegram refused the token or the webhook, a port is busy)."""
 
 
-class QueueSyncError(GatewayError):
+class StorageError(GatewayError):
+    """The queue's storage failed (disk full, read-only, locked, vanished, I/O error).
+
+    The REST API answers 503 `storage_unavailable` with Retry-After; the worker holds what it
+    could not save and tries again. `reason` is short and safe to show to anyone (no path).
+    """
+
+    def __init__(self, message: str, reason: str = "storage error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QueueSyncError(StorageError):
     """A committed queue write could not be synced to disk; the REST API answers 503."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "the disk did not confirm a write")
 
 
 class InputError(GatewayError):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway import constants as c
 from gateway.queue import dbthread
 from tests.conftest import USER, Gateway, GatewayFactory, Sandbox
 
@@ -161,7 +162,15 @@ async def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
 async def test_healthz(gateway: Gateway) -> None:
     async with gateway.http.get(f"{gateway.url}/healthz") as resp:
         assert resp.status == 200, await resp.text()
-        assert await resp.json() == {"status": "ok"}
+        assert await resp.json() == {
+            "status": "ok",
+            "reasons": [],
+            "worker": "running",
+            "webhook": "set",
+            "storage": "ok",
+            "held_chats": 0,
+            "paused_seconds": 0.0,
+        }
 
 
 async def test_a_failed_disk_sync_is_a_503_and_the_queue_carries_on(
@@ -180,7 +189,7 @@ async def test_a_failed_disk_sync_is_a_503_and_the_queue_carries_on(
     url = gateway.url + "/enqueue_command"
     async with gateway.http.post(url, json={"text": "lost?"}, headers=gateway.auth) as resp:
         assert resp.status == 503
-        assert resp.headers["Retry-After"] == "1"
+        assert resp.headers["Retry-After"] == str(c.STORAGE_RETRY_AFTER_SECONDS)
         error = (await resp.json())["error"]
     assert error["code"] == "storage_unavailable"
     assert "idempotency key" in error["message"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.errors import QueueSyncError
+from gateway.queue.storage import storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 Transaction = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 #: A call that runs in the database thread outside any transaction (reads, close).
 Call = Callable[[sqlite3.Connection], Any]
+#: Runs in the database thread after a batch failed because of the storage.
+OnStorageError = Callable[[sqlite3.Connection, BaseException], None]
 #: What goes back to the loop: the future, then a result or an exception.
 _Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
@@ -47,10 +50,17 @@ _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 class DatabaseThread:
     """An SQLite connection in a thread of its own, fed with writes (group-committed) and calls."""
 
-    def __init__(self, name: str, transaction: Transaction, sync_log: Path | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        transaction: Transaction,
+        sync_log: Path | None,
+        on_storage_error: OnStorageError | None = None,
+    ) -> None:
         self._name = name
         self._transaction = transaction
         self._sync_log = sync_log
+        self._on_storage_error = on_storage_error
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._to_sync: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,7 +160,7 @@ class DatabaseThread:
             try:
                 answers.append((future, fn(self._db), None))
             except Exception as exc:
-                answers.append((future, None, exc))
+                answers.append((future, None, storage_error(exc) or exc))
         if answers:
             self._answer(answers)
 
@@ -159,12 +169,24 @@ class DatabaseThread:
         try:
             results = self._transaction(self._db, [work for work, _ in writes])
         except Exception as exc:
+            error = storage_error(exc)
+            if error is not None:
+                self._storage_failed(exc)
+                return [(future, None, error) for _, future in writes]
             if len(writes) == 1:
                 return [(writes[0][1], None, exc)]
             # One bad write must not fail the others: replay each in its own transaction.
             logger.warning("queue batch of %d failed (%s); replaying one by one", len(writes), exc)
             return [answer for write in writes for answer in self._commit([write])]
         return [(future, result, None) for (_, future), result in zip(writes, results, strict=True)]
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        if self._on_storage_error is None or self._db is None:
+            return
+        try:
+            self._on_storage_error(self._db, exc)
+        except Exception:  # making room is best effort; the caller has its answer already
+            logger.exception("queue database thread: handling a storage error failed")
 
     # --- the sync thread --------------------------------------------------------------------
 

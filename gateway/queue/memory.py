@@ -125,6 +125,10 @@ class MemoryQueue(Queue):
     async def depth(self) -> int:
         return sum(len(ids) for ids in self._lanes.values())
 
+    async def held_lanes(self, waiting_since: float) -> int:
+        heads = (self._commands[ids[0]] for ids in self._lanes.values() if ids)
+        return sum(1 for h in heads if h.created_at < waiting_since or h.error is not None)
+
     def _finish(self, command_id: str, status: Status, now: float, **fields: Any) -> None:
         command = self._commands[command_id]
         command.status, command.updated_at = status, now
