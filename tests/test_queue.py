@@ -367,6 +367,26 @@ class TestContract:
         assert await queue.lanes() == {}
 
 
+    async def test_held_lanes_counts_heads_waiting_long_or_failed(self, queue: Queue) -> None:
+        await queue.put([message(1, created_at=T0), message(1, created_at=T0 + 500)])
+        await queue.put([message(2, created_at=T0 + 500)])
+        await queue.put([message(3, created_at=T0 + 500)])
+        claimed = await queue.claim("3", T0 + 500)
+        assert claimed is not None
+        await queue.retry(claimed.id, T0 + 600, T0 + 500, {"code": "server_error"})
+
+        assert await queue.held_lanes(T0 + 100) == 2  # lane 1 (old head) and lane 3 (failed)
+        head = await queue.claim("1", T0 + 500)
+        assert head is not None
+        await queue.complete(head.id, True, T0 + 500)
+        assert await queue.held_lanes(T0 + 100) == 1  # lane 1's next command is recent
+        assert await queue.held_lanes(T0 + 1000) == 3
+
+    async def test_healthy_storage_reports_no_problem(self, queue: Queue) -> None:
+        assert queue.problem() is None
+        assert await queue.check() is None
+
+
 # --- SQLite only ------------------------------------------------------------------------------
 
 
