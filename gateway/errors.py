@@ -38,8 +38,8 @@ class StorageError(GatewayError):
 class QueueSyncError(StorageError):
     """A committed queue write could not be synced to disk; the REST API answers 503."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "the disk did not confirm a write")
+    def __init__(self, message: str, reason: str = "the disk did not confirm a write") -> None:
+        super().__init__(message, reason)
 
 
 class InputError(GatewayError):

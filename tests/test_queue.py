@@ -366,7 +366,6 @@ class TestContract:
         assert await queue.depth() == 0
         assert await queue.lanes() == {}
 
-
     async def test_held_lanes_counts_heads_waiting_long_or_failed(self, queue: Queue) -> None:
         await queue.put([message(1, created_at=T0), message(1, created_at=T0 + 500)])
         await queue.put([message(2, created_at=T0 + 500)])

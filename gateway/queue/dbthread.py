@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -208,9 +209,12 @@ class DatabaseThread:
         """The answers, once the log is on disk; failed ones if it could not be synced."""
         try:
             self._sync()
-        except OSError as exc:
-            logger.error("cannot sync the queue database's log %s: %s", self._sync_log, exc)
-            error = QueueSyncError(f"the queue database could not be synced to disk: {exc}")
+        except OSError as exc:  # the queue's health logs the trouble once, not once per sync
+            logger.debug("cannot sync the queue database's log %s: %s", self._sync_log, exc)
+            reason = "the disk did not confirm a write"  # EIO: it may or may not be there
+            if exc.errno != errno.EIO and (known := storage_error(exc)) is not None:
+                reason = known.reason  # say "read-only", "disk full" when that is what it is
+            error = QueueSyncError(f"the queue database could not be synced to disk: {exc}", reason)
             return [(future, None, exc_ or error) for future, _, exc_ in answers]
         return answers
 

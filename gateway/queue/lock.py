@@ -10,6 +10,7 @@ A second gateway is refused with one line naming the holder (pid, host, since wh
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -56,7 +57,8 @@ class InstanceLock:
         """Let another gateway have the database (the file stays: removing it would race)."""
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):  # a read-only disk keeps the stale note
+                os.ftruncate(fd, 0)
             os.close(fd)  # closing the last descriptor releases the flock
 
 

@@ -88,8 +88,8 @@ class StorageHealth:
                 self._what,
                 reason,
             )
-        else:
-            logger.warning("%s still unavailable, now: %s", self._what, reason)
+        else:  # a failing disk may alternate between errors: not worth a line each
+            logger.debug("%s still unavailable, now: %s", self._what, reason)
         self.problem = reason
 
     def clear(self) -> None:
