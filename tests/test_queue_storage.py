@@ -130,6 +130,7 @@ async def test_a_vanished_database_refuses_writes_and_is_saved_aside(
         assert db.execute("SELECT id FROM commands").fetchall() == [(kept.id,)]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and str(copy) in errors[0].getMessage()
+    assert copy.stat().st_mode & 0o777 == 0o600
 
 
 async def test_a_second_queue_on_one_file_is_refused_and_touches_nothing(

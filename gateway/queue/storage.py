@@ -242,8 +242,9 @@ class StorageWatch:
             copy = self.path.with_name(f"{self.path.name}.vanished-{int(time.time())}")
             try:
                 db.execute("VACUUM INTO ?", (str(copy),))
+                copy.chmod(0o600)  # the messages: as private as the database
                 saved = f"its contents were saved to {copy}"
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 saved = f"its contents could not be saved ({exc})"
             logger.error(
                 "the queue database %s was deleted or replaced while open: writes are refused "
