@@ -139,8 +139,9 @@ class SqliteQueue(Queue):
             await self._guard(self._database().call(lambda db: probe(db, thorough, self.read_only)))
         except StorageError:
             return self.health.problem
-        self.health.clear()
-        return None
+        if thorough:  # a light look proves nothing about a failure that came meanwhile
+            self.health.clear()
+        return self.health.problem
 
     async def put(self, commands: Sequence[Command]) -> None:
         if not commands:
