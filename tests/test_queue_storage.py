@@ -30,14 +30,16 @@ def message(chat: int = 1, text: str = "hi") -> Command:
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs of our own, unmounted afterwards (needs root, as CI has)."""
+def tmpfs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A tmpfs of our own (16 MiB, or the size the test's parameter says), unmounted afterwards
+    (needs root, as CI has)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
+    size = getattr(request, "param", "16m")
     mount = tmp_path / "tmpfs"
     mount.mkdir()
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)], check=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)], check=True
     )
     try:
         yield mount
@@ -62,6 +64,7 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+@pytest.mark.parametrize("tmpfs", ["4m", "16m"], indirect=True)
 async def test_disk_full_is_a_storage_error_and_heals_once_space_is_back(
     tmpfs: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -71,7 +74,8 @@ async def test_disk_full_is_a_storage_error_and_heals_once_space_is_back(
     queue = SqliteQueue(path)
     await queue.open()
     try:
-        assert reserve.stat().st_size >= 4 * 1024 * 1024
+        total = os.statvfs(tmpfs).f_blocks * os.statvfs(tmpfs).f_frsize
+        assert reserve.stat().st_size == min(4 * 1024 * 1024, total // 8)
         stored: list[Command] = []
         filler = fill(tmpfs)
         failure: StorageError | None = None

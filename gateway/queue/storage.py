@@ -15,6 +15,7 @@ reserve that lets a full disk recover without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -112,25 +113,23 @@ class Reserve:
         self.path = path
         self.size = size
 
-    @property
-    def present(self) -> bool:
-        try:
-            return self.path.stat().st_size >= self.size
-        except OSError:
-            return False
-
     def ensure(self) -> bool:
         """Create the reserve if it is missing and the disk has room for it and as much again;
-        True when it is in place (always with a size of 0: no reserve wanted)."""
-        if self.size <= 0 or self.present:
+        True when it is in place (always with a size of 0: no reserve wanted). On a small file
+        system the reserve is an eighth of it at most, so that it can exist at all."""
+        if self.size <= 0:
             return True
         try:
             stats = os.statvfs(self.path.parent)
-            if stats.f_bavail * stats.f_frsize < 2 * self.size:
+            size = min(self.size, stats.f_blocks * stats.f_frsize // 8)
+            with contextlib.suppress(FileNotFoundError):
+                if self.path.stat().st_size >= size:
+                    return True
+            if stats.f_bavail * stats.f_frsize < 2 * size:
                 return False
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                os.posix_fallocate(fd, 0, self.size)  # really allocated, not a sparse file
+                os.posix_fallocate(fd, 0, size)  # really allocated, not a sparse file
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -191,7 +190,8 @@ class StorageWatch:
     def reserve_at_start(self) -> None:
         if not self.reserve.ensure():
             logger.warning(
-                "no room for the storage reserve %s (%d bytes): a full disk may need a restart",
+                "no room for the storage reserve %s (%d bytes) yet: until there is, a full disk "
+                "may not recover by itself",
                 self.reserve.path,
                 self.reserve.size,
             )
