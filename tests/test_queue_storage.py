@@ -212,3 +212,24 @@ async def test_the_lock_dies_with_a_sigkilled_holder(tmp_path: Path) -> None:
     queue = SqliteQueue(path)
     await queue.open()  # no stale lock after SIGKILL
     await queue.close()
+
+
+async def test_a_database_locked_by_another_program_is_a_storage_error_until_released(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "queue.db"
+    queue = SqliteQueue(path)
+    await queue.open()
+    other = sqlite3.connect(path, isolation_level=None)  # say, an operator's sqlite3 shell
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError) as caught:
+            await queue.put([message()])
+        assert caught.value.reason == "database locked by another process"
+        assert await queue.check() == "database locked by another process"
+        other.execute("ROLLBACK")
+        assert await queue.check() is None
+        await queue.put([message()])
+    finally:
+        other.close()
+        await queue.close()
