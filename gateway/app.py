@@ -162,9 +162,14 @@ async def _storage_watch(app: web.Application) -> AsyncIterator[None]:
     queue = app[keys.QUEUE]
 
     async def watch() -> None:
+        idle = 0.0
         while True:
-            troubled = queue.problem() is not None
-            await asyncio.sleep(c.STORAGE_PROBE_SECONDS if troubled else c.STORAGE_CHECK_SECONDS)
+            # Every probe interval, so trouble that starts meanwhile is probed within one.
+            await asyncio.sleep(c.STORAGE_PROBE_SECONDS)
+            idle += c.STORAGE_PROBE_SECONDS
+            if queue.problem() is None and idle < c.STORAGE_CHECK_SECONDS:
+                continue
+            idle = 0.0
             try:
                 await queue.check()
             except Exception:  # the watch must outlive any one bad look

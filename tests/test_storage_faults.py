@@ -78,9 +78,11 @@ async def test_a_full_disk_is_503_and_heals_by_itself_sending_each_message_once(
         await sandbox.create_chat(chat)
     acked: dict[int, str] = {}
     refused: set[int] = set()
+    answers_503 = 0
     async with gateway_factory(sqlite_env(tmpfs / "gateway.db")) as gw:
 
         async def send(numbers: range | list[int]) -> None:
+            nonlocal answers_503
             for n in numbers:
                 status, body, retry_after = await post(gw, n)
                 if status in (200, 202):
@@ -92,6 +94,7 @@ async def test_a_full_disk_is_503_and_heals_by_itself_sending_each_message_once(
                     assert "disk full" in body["error"]["message"]
                     assert retry_after == str(c.STORAGE_RETRY_AFTER_SECONDS)
                     refused.add(n)
+                    answers_503 += 1
 
         await send(range(50))
         assert len(acked) == 50
@@ -127,7 +130,8 @@ async def test_a_full_disk_is_503_and_heals_by_itself_sending_each_message_once(
     texts = Counter([m["text"] for chat in CHATS for m in await sandbox.messages(chat)])
     doubled = {text: count for text, count in texts.items() if count > 1}
     print(
-        f"\ndisk full: {len(acked)} acked, {statuses['sent']} sent, {len(doubled)} duplicated, "
+        f"\ndisk full: {answers_503} answered 503, {len(acked)} acked, {statuses['sent']} sent, "
+        f"{len(doubled)} duplicated, "
         f"recovered {recovery:.2f}s after the disk was freed; "
         f"{len(storage_log(caplog, 'released the storage reserve'))} reserve release(s); "
         f"{sum('cannot record its outcome' in r.getMessage() for r in caplog.records)} "
