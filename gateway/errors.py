@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GatewayError(Exception):
     """Root of every error the gateway raises on purpose.
@@ -36,10 +38,17 @@ class StorageError(GatewayError):
 
 
 class QueueSyncError(StorageError):
-    """A committed queue write could not be synced to disk; the REST API answers 503."""
+    """A committed queue write could not be synced to disk; the REST API answers 503.
 
-    def __init__(self, message: str, reason: str = "the disk did not confirm a write") -> None:
+    `result` is what the write answered: it is committed, so a caller that does not need it
+    durable (taking a command to send it) may go on with it.
+    """
+
+    def __init__(
+        self, message: str, reason: str = "the disk did not confirm a write", result: Any = None
+    ) -> None:
         super().__init__(message, reason)
+        self.result = result
 
 
 class InputError(GatewayError):

@@ -516,6 +516,9 @@ async def test_a_failed_sync_fails_the_write_and_the_queue_carries_on(
     try:
         with pytest.raises(QueueSyncError, match="could not be synced to disk"):
             await queue.put([message()])
+        # A claim is committed all the same: it is handed over, not left `sending` unowned.
+        claimed = await queue.claim("1", T0 + 10**10)
+        assert claimed is not None and claimed.status is Status.SENDING
         disk["broken"] = False
         command = message()
         await queue.put([command])

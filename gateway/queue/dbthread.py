@@ -214,8 +214,11 @@ class DatabaseThread:
             reason = "the disk did not confirm a write"  # EIO: it may or may not be there
             if exc.errno != errno.EIO and (known := storage_error(exc)) is not None:
                 reason = known.reason  # say "read-only", "disk full" when that is what it is
-            error = QueueSyncError(f"the queue database could not be synced to disk: {exc}", reason)
-            return [(future, None, exc_ or error) for future, _, exc_ in answers]
+            message = f"the queue database could not be synced to disk: {exc}"
+            return [
+                (future, None, exc_ or QueueSyncError(message, reason, result))
+                for future, result, exc_ in answers
+            ]
         return answers
 
     def _sync(self) -> None:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from gateway import constants as c
 from gateway.commands import Command, Status
-from gateway.errors import StartupError, StorageError
+from gateway.errors import QueueSyncError, StartupError, StorageError
 from gateway.queue.base import Queue
 from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.lock import InstanceLock
@@ -183,7 +183,13 @@ class SqliteQueue(Queue):
             rows = db.execute(_CLAIM, {"lane": chat, "now": now}).fetchall()
             return _command(rows[0]) if rows else None
 
-        return await self._write(claim)
+        try:
+            return await self._write(claim)
+        except QueueSyncError as exc:
+            # Committed, only not confirmed on disk: go on with it, or it would sit in
+            # `sending` with nobody sending it. Lost in a crash, it is just queued again.
+            claimed: Command | None = exc.result
+            return claimed
 
     async def complete(
         self, command_id: str, result: Any, now: float, status: Status = Status.SENT

@@ -226,11 +226,23 @@ class StorageWatch:
             finally:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
+            self._sync_log()  # a disk that cannot sync is not back either
+        except (sqlite3.Error, OSError) as exc:
             self.make_room(db, exc)
             raise storage_error(exc) or exc from None
         if not reserved:
             raise StorageError("no room for the storage reserve yet", "disk full")
+
+    def _sync_log(self) -> None:
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def check_identity(self, db: sqlite3.Connection) -> None:
         """Refuse to go on with a database file deleted or replaced under us; save a copy of
