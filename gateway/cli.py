@@ -36,6 +36,7 @@ from gateway.clients import (
 from gateway.config import Config, load_config
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
+from gateway.listener import raise_open_file_limit
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.server import sandbox, serve, with_api_base
 
@@ -135,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(config: Config) -> None:
     stop = _stop_event()
+    raise_open_file_limit()  # room for max_connections and for the reserve kept beside them
     if not config.sandbox_mode:
         async with serve(config) as app:
             _reload_clients_on_sighup(app)

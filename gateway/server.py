@@ -30,6 +30,7 @@ from gateway.clients import ApiClient
 from gateway.config import Config
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates, bot_commands
+from gateway.listener import BoundedSite, connection_limits
 from gateway.redact import redact
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 
@@ -96,13 +97,17 @@ async def serve(
     """Run the gateway until the `async with` block ends."""
     certificate = check_certificate(config)
     app = create_app(config, extra_clients=extra_clients)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    limits = connection_limits(config.server)
+    runner = web.AppRunner(
+        app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, keepalive_timeout=limits.idle_timeout
+    )
     try:
         await runner.setup()
-        site = web.TCPSite(
+        site = BoundedSite(
             runner,
             config.server.host,
             config.server.port,
+            limits=limits,
             ssl_context=server_ssl_context(certificate),
         )
         try:
@@ -111,7 +116,12 @@ async def serve(
             raise StartupError(
                 f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
             ) from None
-        logger.info("listening on https://%s:%d", config.server.host, config.server.port)
+        logger.info(
+            "listening on https://%s:%d (at most %d connections)",
+            config.server.host,
+            config.server.port,
+            limits.max_connections,
+        )
         await register_webhook(app, certificate)
         yield app
     finally:
