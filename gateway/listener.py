@@ -146,6 +146,7 @@ class GuardedHandler(RequestHandler):
         self.limits = limits
         self._deadline: asyncio.TimerHandle | None = None
         self._busy = False
+        self._refusal: web.StreamResponse | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -218,7 +219,16 @@ class GuardedHandler(RequestHandler):
             )
         response = error_response(status, code, f"malformed HTTP request: {reason}")
         response.force_close()
+        self._refusal = response
         return response
+
+    def log_access(
+        self, request: BaseRequest, response: web.StreamResponse, time: float | None
+    ) -> None:
+        if response is self._refusal:  # logged above, throttled: not a second line
+            self._refusal = None
+            return
+        super().log_access(request, response, time)
 
 
 def request_peer(transport: asyncio.BaseTransport) -> str:
