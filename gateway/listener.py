@@ -130,6 +130,10 @@ class Throttle:
 _MALFORMED = Throttle()
 
 
+def _since(held: int, what: str) -> str:
+    return f" ({held} more {what} since the last such line)" if held else ""
+
+
 class GuardedHandler(RequestHandler):
     """aiohttp's per-connection protocol with head and body deadlines, and quiet 4xx for
     requests its parser refuses."""
@@ -215,7 +219,7 @@ class GuardedHandler(RequestHandler):
                 request.remote,
                 status,
                 reason,
-                f" ({held} more since the last such line)" if held else "",
+                _since(held, "refused"),
             )
         response = error_response(status, code, f"malformed HTTP request: {reason}")
         response.force_close()
@@ -405,9 +409,9 @@ class BoundedSite(web.BaseSite):
         if held is not None:
             logger.warning(
                 "%d connections open, the most [server] max_connections allows: refusing new "
-                "ones (%d more refused since the last such line)",
+                "ones%s",
                 self.open_connections,
-                held,
+                _since(held, "refused"),
             )
         if self.tls is None:
             transport.write(_SERVICE_UNAVAILABLE)
@@ -429,9 +433,9 @@ class BoundedSite(web.BaseSite):
         if held is not None:
             exc = context.get("exception")
             logger.warning(
-                "cannot accept connections: %s (%d open here; %d more such errors since the "
-                "last line); asyncio retries every second",
+                "cannot accept connections: %s (%d client connections open); retrying every "
+                "second%s",
                 getattr(exc, "strerror", None) or exc,
                 self.open_connections,
-                held,
+                _since(held, "such errors"),
             )
