@@ -14,8 +14,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from gateway import constants as c
 from gateway.certs import client_ssl_context
-from gateway.listener import Throttle
+from gateway.config import ServerSettings
+from gateway.listener import Throttle, connection_limits, open_file_limit
 from tests.conftest import Gateway, GatewayFactory
 
 PORT = 8443
@@ -239,3 +241,29 @@ def test_throttle_admits_one_event_per_interval() -> None:
     assert [throttle.admit() for _ in range(5)] == [None] * 5
     throttle._next = 0.0  # the interval has passed
     assert throttle.admit() == 5
+
+
+def test_the_cap_is_derived_from_the_open_file_limit() -> None:
+    derived = connection_limits(ServerSettings())
+    expected = min(open_file_limit() - c.FD_RESERVE, c.MAX_CONNECTIONS_CEILING)
+    assert derived.max_connections == max(expected, c.MIN_CONNECTIONS)
+    assert connection_limits(ServerSettings(max_connections=7)).max_connections == 16
+    assert connection_limits(ServerSettings(max_connections=300)).max_connections == 300
+
+
+async def test_a_client_leaving_mid_body_is_not_an_error(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, writer = await asyncio.open_connection(host(gateway), PORT, ssl=tls(gateway))
+    writer.write(
+        b"POST /enqueue_command HTTP/1.1\r\nHost: gateway\r\n"
+        + f"Authorization: Bearer {gateway.token}\r\n".encode()
+        + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"text": '
+    )
+    await writer.drain()
+    await asyncio.sleep(0.3)  # the request is being handled, waiting for its body
+    writer.transport.abort()
+    assert await served(gateway)
+    await asyncio.sleep(0.5)  # the gateway has long seen the connection go
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
