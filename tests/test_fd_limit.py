@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,18 +62,20 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def low_limit_gateway(tmp_path: Path) -> Iterator[Running]:
+@contextmanager
+def gateway_process(tmp_path: Path, env: dict[str, str]) -> Iterator[Running]:
+    """`gateway run` in sandbox mode at RLIMIT_NOFILE = 256, with `env` on top."""
     host = free_loopback_address()
     write_certificate(tmp_path / "certs", host, 30)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    full_env.update(
         {
             "GATEWAY_SERVER_HOST": host,
             "GATEWAY_SERVER_PUBLIC_URL": f"https://{host}:8443",
             "GATEWAY_SANDBOX_PORT": str(free_port()),
             # Flood connections stay (no handshake) for the whole test unless we close them.
             "GATEWAY_SERVER_HANDSHAKE_TIMEOUT": "120",
+            **env,
         }
     )
     log_path = tmp_path / "gateway.log"
@@ -80,7 +83,7 @@ def low_limit_gateway(tmp_path: Path) -> Iterator[Running]:
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH],
         cwd=tmp_path,
-        env=env,
+        env=full_env,
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -116,6 +119,12 @@ def low_limit_gateway(tmp_path: Path) -> Iterator[Running]:
         if proc.stdout is not None:
             proc.stdout.close()
         log.close()
+
+
+@pytest.fixture
+def low_limit_gateway(tmp_path: Path) -> Iterator[Running]:
+    with gateway_process(tmp_path, {}) as gw:
+        yield gw
 
 
 async def sent_texts(http: aiohttp.ClientSession, gw: Running) -> list[str]:
@@ -194,3 +203,37 @@ async def test_flood_at_a_low_open_file_limit_fails_nothing(low_limit_gateway: R
     assert " ERROR " not in log
     assert len(log.splitlines()) < 200, log[-3000:]
     assert "max_connections allows" in log  # the refusals were logged, throttled
+
+
+async def test_accept_errors_are_logged_once_per_interval(tmp_path: Path) -> None:
+    """A cap set above what the open files allow: accept() meets EMFILE, again and again.
+    That is one warning per interval, not a traceback per attempt, and service comes back."""
+    with gateway_process(tmp_path, {"GATEWAY_SERVER_MAX_CONNECTIONS": "1000"}) as gw:
+        flood = []
+        for _ in range(400):  # until the listen backlog is full too
+            try:
+                async with asyncio.timeout(2):
+                    flood.append(await asyncio.open_connection(gw.host, 8443))
+            except (OSError, TimeoutError):
+                break
+        await asyncio.sleep(4)  # asyncio retries accept() meanwhile
+        for _, writer in flood:
+            writer.close()
+        connector = aiohttp.TCPConnector(ssl=client_ssl_context(gw.cert), force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            for _ in range(100):
+                try:
+                    url, timeout = f"{gw.url}/healthz", aiohttp.ClientTimeout(total=5)
+                    async with http.get(url, timeout=timeout) as resp:
+                        assert resp.status == 200
+                        break
+                except (aiohttp.ClientError, TimeoutError):
+                    await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("not served after the flood")
+        terminate(gw.proc)
+        log = gw.log.read_text()
+    assert "is above what the open-file limit" in log  # said at start
+    assert 1 <= log.count("cannot accept connections: Too many open files") <= 2, log[-3000:]
+    assert "out of system resource" not in log
+    assert "Traceback" not in log
