@@ -25,7 +25,7 @@ import logging
 import resource
 import ssl
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway import constants as c
 from gateway.config import ServerSettings
@@ -144,21 +145,23 @@ class GuardedHandler(RequestHandler):
         *,
         loop: asyncio.AbstractEventLoop,
         limits: ConnectionLimits,
+        closed: Callable[[str], None] = lambda reason: None,
         **kw: Any,
     ) -> None:
         super().__init__(manager, loop=loop, **kw)
         self.limits = limits
+        self._closed = closed
         self._deadline: asyncio.TimerHandle | None = None
         self._busy = False
         self._refusal: web.StreamResponse | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._arm(self.limits.head_timeout, "request head")
+        self._arm(self.limits.head_timeout, "head_timeout")
 
     def data_received(self, data: bytes) -> None:
         if self._deadline is None and not self._busy:  # the first byte of the next request
-            self._arm(self.limits.head_timeout, "request head")
+            self._arm(self.limits.head_timeout, "head_timeout")
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -170,7 +173,7 @@ class GuardedHandler(RequestHandler):
         self._disarm()
         self._busy = True
         if not request.content.is_eof():
-            self._arm(self.limits.body_timeout, "request body", request)
+            self._arm(self.limits.body_timeout, "body_timeout", request)
 
     def request_finished(self) -> None:
         self._disarm()
@@ -192,7 +195,8 @@ class GuardedHandler(RequestHandler):
             return
         if request is not None and request.content.is_eof():
             return  # the body arrived just in time
-        logger.debug("408: %s not received in time from %s", what, request_peer(transport))
+        logger.debug("408 (%s) to %s", what, request_peer(transport))
+        self._closed(what)
         transport.write(_REQUEST_TIMEOUT)
         transport.close()
 
@@ -212,6 +216,7 @@ class GuardedHandler(RequestHandler):
             status, code, reason = 431, "headers_too_large", "too many header fields"
         else:  # the first line only: later ones quote the client's bytes (maybe a token)
             code, reason = "malformed_request", exc.message.split("\n", 1)[0][:120]
+        self._closed("malformed")
         held = _MALFORMED.admit()
         if held is not None:
             logger.info(
@@ -298,6 +303,7 @@ class _Connection(asyncio.Protocol):
             raw.abort()
             raise
         except Exception:  # handshake failed, timed out, or the peer left: nothing to report
+            self._site.metrics.closed.labels("handshake").inc()
             self._release()
             raw.abort()
             return
@@ -354,6 +360,7 @@ class BoundedSite(web.BaseSite):
         limits: ConnectionLimits,
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host, self._port = host, port
@@ -365,6 +372,7 @@ class BoundedSite(web.BaseSite):
         self._refusals = Throttle()
         self._accept_errors = Throttle()
         self._previous_handler: Any = None
+        self.metrics = ConnectionMetrics(registry or CollectorRegistry(), self)
 
     @property
     def name(self) -> str:
@@ -393,7 +401,13 @@ class BoundedSite(web.BaseSite):
         assert server is not None
         # What aiohttp's Server.__call__ does, with our class and limits.
         kwargs = {**server._kwargs, "keepalive_timeout": self.limits.idle_timeout}
-        return GuardedHandler(server, loop=asyncio.get_running_loop(), limits=self.limits, **kwargs)
+        return GuardedHandler(
+            server,
+            loop=asyncio.get_running_loop(),
+            limits=self.limits,
+            closed=self.metrics.closed_early,
+            **kwargs,
+        )
 
     def take_slot(self) -> bool:
         if self.open_connections >= self.limits.max_connections:
@@ -405,6 +419,7 @@ class BoundedSite(web.BaseSite):
         self.open_connections -= 1
 
     def refuse(self, transport: asyncio.Transport) -> None:
+        self.metrics.closed.labels("over_limit").inc()
         held = self._refusals.admit()
         if held is not None:
             logger.warning(
@@ -439,3 +454,28 @@ class BoundedSite(web.BaseSite):
                 self.open_connections,
                 _since(held, "such errors"),
             )
+
+
+class ConnectionMetrics:
+    """The listener's Prometheus metrics, in the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry, site: BoundedSite) -> None:
+        gauge = Gauge(
+            "gateway_connections_open",
+            "Client connections open, handshaking ones included",
+            registry=registry,
+        )
+        gauge.set_function(lambda: site.open_connections)
+        Gauge("gateway_connections_max", "The cap on client connections", registry=registry).set(
+            site.limits.max_connections
+        )
+        self.closed = Counter(
+            "gateway_connections_closed_early",
+            "Client connections closed by the gateway: over_limit, handshake (failed or too "
+            "slow), head_timeout, body_timeout, malformed (refused by the HTTP parser)",
+            ["reason"],
+            registry=registry,
+        )
+
+    def closed_early(self, reason: str) -> None:
+        self.closed.labels(reason).inc()

@@ -109,6 +109,7 @@ async def serve(
             config.server.port,
             limits=limits,
             ssl_context=server_ssl_context(certificate),
+            registry=app[keys.METRICS].registry,
         )
         try:
             await site.start()

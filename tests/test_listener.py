@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from gateway import constants as c
+from gateway import keys
 from gateway.certs import client_ssl_context
 from gateway.config import ServerSettings
 from gateway.listener import Throttle, connection_limits, open_file_limit
@@ -37,6 +38,13 @@ def tls(gw: Gateway) -> ssl.SSLContext:
 
 def host(gw: Gateway) -> str:
     return gw.config.server.host
+
+
+def closed_early(gw: Gateway, reason: str) -> float:
+    """`gateway_connections_closed_early_total{reason}` as /metrics has it."""
+    registry = gw.app[keys.METRICS].registry
+    name = "gateway_connections_closed_early_total"
+    return registry.get_sample_value(name, {"reason": reason}) or 0.0
 
 
 @asynccontextmanager
@@ -97,6 +105,7 @@ async def test_slowloris_connections_are_closed_after_the_head_deadline(
     async with short_deadlines(gateway_factory) as gw:
         lasted = await asyncio.gather(*(slowloris(gw, byte_every=0.25) for _ in range(60)))
         assert await served(gw)
+        assert closed_early(gw, "head_timeout") == 60
     for seconds, answer in lasted:
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert seconds < CLOSED_WITHIN
@@ -115,6 +124,8 @@ async def test_idle_tls_connections_are_closed(gateway_factory: GatewayFactory) 
         assert no_hello == [b""] * 30  # nothing to say before a handshake: just closed
         assert all(answer.startswith(b"HTTP/1.1 408") for answer in silent), silent[:1]
         assert await served(gw)
+        assert closed_early(gw, "handshake") == 30
+        assert closed_early(gw, "head_timeout") == 30
 
 
 async def test_a_body_that_never_completes_gets_408(gateway_factory: GatewayFactory) -> None:
@@ -129,6 +140,7 @@ async def test_a_body_that_never_completes_gets_408(gateway_factory: GatewayFact
         writer.close()
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert await served(gw)
+        assert closed_early(gw, "body_timeout") == 1
 
 
 async def test_idle_keep_alive_connection_is_closed(gateway_factory: GatewayFactory) -> None:
@@ -170,6 +182,10 @@ async def test_connections_beyond_the_cap_are_refused_at_once(
         writer.close()
         with pytest.raises(OSError):  # a client finds the door closed, cleanly
             await served(gw)
+        assert closed_early(gw, "over_limit") == 2
+        registry = gw.app[keys.METRICS].registry
+        assert registry.get_sample_value("gateway_connections_open") == 20
+        assert registry.get_sample_value("gateway_connections_max") == 20
         for _, held_writer in held:
             held_writer.close()
         for _ in range(100):  # the slots free as the gateway sees them close
@@ -232,6 +248,7 @@ async def test_malformed_http_gets_its_4xx_without_an_error_line(
     assert b'"error"' in answer
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert len([r for r in caplog.records if r.levelno >= logging.INFO]) <= 1
+    assert closed_early(gateway, "malformed") == 1
     assert await served(gateway)
 
 
