@@ -53,7 +53,7 @@ DEFAULT_CERT_DAYS: Final = 365
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
 
-# Connections (the listener, gateway/listener.py)
+# Connections (the listener, gateway/listener/)
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 DEFAULT_HEAD_TIMEOUT: Final = 10.0
 DEFAULT_BODY_TIMEOUT: Final = 30.0
