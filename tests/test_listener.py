@@ -13,13 +13,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from aiohttp import web
 
 from gateway import constants as c
 from gateway import keys
 from gateway.certs import client_ssl_context
 from gateway.config import ServerSettings
-from gateway.listener import Throttle, connection_limits, open_file_limit
-from tests.conftest import Gateway, GatewayFactory
+from gateway.listener import (
+    BoundedSite,
+    ConnectionLimits,
+    Throttle,
+    connection_guard,
+    connection_limits,
+    open_file_limit,
+)
+from tests.conftest import Gateway, GatewayFactory, free_loopback_address
 
 PORT = 8443
 #: Short enough to keep the tests quick, long enough for a well-behaved client on a busy machine.
@@ -285,3 +293,45 @@ async def test_a_client_leaving_mid_body_is_not_an_error(
     assert await served(gateway)
     await asyncio.sleep(0.5)  # the gateway has long seen the connection go
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_plain_http_site_refuses_with_503_and_times_out_heads() -> None:
+    """Without TLS (a reverse proxy in front) the same bounds hold; refusal is a bare 503."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = web.Application(middlewares=[connection_guard])
+    app.router.add_get("/", hello)
+    limits = ConnectionLimits(
+        handshake_timeout=4, head_timeout=2, body_timeout=2, idle_timeout=2.5, max_connections=2
+    )
+    runner = web.AppRunner(app, keepalive_timeout=limits.idle_timeout)
+    await runner.setup()
+    address = free_loopback_address()
+    site = BoundedSite(runner, address, PORT, limits=limits)
+    await site.start()
+    try:
+        slow_reader, slow_writer = await asyncio.open_connection(address, PORT)
+        slow_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        ok_reader, ok_writer = await asyncio.open_connection(address, PORT)
+        ok_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await read_until_closed(ok_reader, CLOSED_WITHIN)).endswith(b"hello")
+        ok_writer.close()
+        # The slow one holds a slot; hold the other one too, then knock once more.
+        held_reader, held_writer = await asyncio.open_connection(address, PORT)
+        for _ in range(100):
+            if site.open_connections == 2:
+                break
+            await asyncio.sleep(0.05)
+        extra_reader, extra_writer = await asyncio.open_connection(address, PORT)
+        refused = await read_until_closed(extra_reader, CLOSED_WITHIN)
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        extra_writer.close()
+        timed_out = await read_until_closed(slow_reader, CLOSED_WITHIN)
+        assert timed_out.startswith(b"HTTP/1.1 408"), timed_out
+        assert (await read_until_closed(held_reader, CLOSED_WITHIN)).startswith(b"HTTP/1.1 408")
+        slow_writer.close()
+        held_writer.close()
+    finally:
+        await runner.cleanup()
