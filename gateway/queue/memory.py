@@ -174,6 +174,10 @@ class MemoryQueue(Queue):
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         return list(reversed(self._failed))[:limit]
 
+    async def held_lanes(self, waiting_since: float) -> int:
+        heads = (self._commands[ids[0]] for ids in self._lanes.values() if ids)
+        return sum(1 for h in heads if h.created_at < waiting_since or h.error is not None)
+
     async def open_thread(self, inlet: str, chat: str, key: str) -> Thread | None:
         for thread in self._threads.values():
             if (thread.inlet, thread.chat, thread.key, thread.closed) == (inlet, chat, key, False):
