@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gateway import keys
 from gateway.errors import ConfigError
@@ -319,3 +321,44 @@ async def test_alertmanager_down_is_shown_on_the_tap(
         assert answer["show_alert"] is True and "unreachable" in answer["text"], answer
         [message] = await sandbox.messages(GROUP)
         assert "Silenced" not in message["text"]
+
+
+async def test_topics_and_quiet_hours_reach_telegram(
+    gateway_factory: GatewayFactory, workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """A recording proxy between the gateway and the sandbox shows what the Bot API got."""
+    calls: list[tuple[str, bytes]] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        calls.append((request.path.rsplit("/", 1)[-1], body))
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        async with sandbox.http.request(
+            request.method, f"{sandbox.url}{request.path_qs}", data=body, headers=headers
+        ) as resp:
+            return web.Response(
+                body=await resp.read(), status=resp.status, content_type=resp.content_type
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    proxy = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    now = datetime.now(UTC)
+    quiet = f"{(now - timedelta(hours=1)):%H:%M}-{(now + timedelta(hours=1)):%H:%M} UTC"
+    toml = inlet_toml("prod", "alertmanager", [f"{GROUP}:42"], quiet_hours=quiet)
+    try:
+        env = {"GATEWAY_TELEGRAM_API_BASE": proxy}
+        async with await start(gateway_factory, workspace, sandbox, toml, env) as gw:
+            code, _ = await post(gw, "prod", am_payload("Night", ("a", "firing")), bearer())
+            assert code == 202
+            await sandbox.wait_messages(GROUP, 1)
+    finally:
+        await runner.cleanup()
+    [(_, body)] = [(method, body) for method, body in calls if method == "sendMessage"]
+    text = body.decode()
+    assert "message_thread_id" in text and "42" in text
+    assert "disable_notification" in text and "true" in text.lower()
