@@ -41,6 +41,8 @@ from tests.conftest import USER, Gateway, GatewayFactory, Sandbox, Workspace
 ENQUEUE = (c.ENQUEUE_PATH, "post")
 COMMAND = (c.COMMANDS_PATH + "/{id}", "get")
 PROTECTED = [ENQUEUE, COMMAND, (c.METRICS_PATH, "get")]
+INLET = (c.INLETS_PATH + "/{name}", "post")
+INLET_MODULES = ("inlets/receiver.py", "inlets/alertmanager.py", "inlets/events.py")
 SOURCES = Path(gateway.__file__).parent
 
 
@@ -159,13 +161,17 @@ ERROR_SOURCES: dict[str, list[tuple[str, str]]] = {
     "api.py:_wait_seconds": [COMMAND],
     "auth.py": PROTECTED,
     "webhook.py": [("{webhook}", "post")],
+    "inlets/receiver.py": [INLET],
+    "inlets/alertmanager.py": [INLET],
+    "inlets/events.py": [INLET],
 }
 
 
 def test_every_error_code_is_documented_for_its_routes(document: dict[str, Any]) -> None:
     produced: set[str] = {"internal_error"}
     every = operations(document)
-    for module in ("validation.py", "bodycheck.py", "http.py", "api.py", "auth.py", "webhook.py"):
+    modules = ("validation.py", "bodycheck.py", "http.py", "api.py", "auth.py", "webhook.py")
+    for module in (*modules, *INLET_MODULES):
         for function, status, code in _error_codes(module):
             produced.add(code)
             if module == "http.py" and function == "json_errors":

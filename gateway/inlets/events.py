@@ -48,7 +48,11 @@ def github(inlet: Inlet, headers: CIMultiDictProxy[str], payload: Any) -> Event:
     if event == "ping":
         raise Ignored("ping")
     if not isinstance(payload, dict):
-        raise InputError("not a GitHub webhook: the body is not a JSON object", field="body")
+        raise InputError(
+            "not a GitHub webhook: the body is not a JSON object",
+            code="invalid_payload",
+            field="body",
+        )
     if event not in inlet.events and f"{event}:all" not in inlet.events:
         raise Ignored(f"event {event} is not in this inlet's events")
     action = payload.get("action")
