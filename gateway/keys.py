@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.clients import ClientRegistry
 from gateway.config import Config
 from gateway.guards import RateLimiter, SignatureVerifier
+from gateway.media.service import MediaService
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
@@ -41,3 +42,4 @@ SIGNATURES = web.AppKey("signatures", SignatureVerifier)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SERVICES = web.AppKey("services", ServiceCaller)
 QUESTIONS = web.AppKey("questions", Questions)
+MEDIA = web.AppKey("media", MediaService)

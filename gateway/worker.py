@@ -26,6 +26,7 @@ from gateway import constants as c
 from gateway import telegram
 from gateway.commands import Command, Status
 from gateway.flood import FloodController
+from gateway.media.service import MediaService, MediaUnavailable
 from gateway.queue.base import Queue
 from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
@@ -116,6 +117,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._running = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._media: MediaService | None = None
+
+    def use_media(self, media: MediaService) -> None:
+        """Wire the media service: commands with stored files are sent through it."""
+        self._media = media
 
     def use_services(self, services: ServiceExecutor, on_failed: FailureHandler) -> None:
         """Wire the executor of service calls and the failure handler (built after the worker,
@@ -287,6 +293,8 @@ class Worker:
             if self._services is None:
                 return telegram.Failure("no_services", "service calls are not configured", False)
             return await self._guarded(command, self._services(command))
+        if self._media is not None and self._media.handles(command):
+            return await self._guarded(command, self._send_media(lane, command, self._media))
         try:
             parts = await _long_text_parts_off_loop(command)
         except Exception as exc:
@@ -307,6 +315,23 @@ class Worker:
             command.result = done
             await self._queue.save_part(command.id, index, outcome.result, self._clock())
         return telegram.Delivered(done)
+
+    async def _send_media(
+        self, lane: str, command: Command, media: MediaService
+    ) -> telegram.Outcome:
+        """A call with stored files: uploads (or reused file_ids) within the byte budget; an
+        album of N takes N flood slots, as Telegram counts N messages."""
+        for _ in range(media.messages(command) - 1):
+            await self._acquire(lane)
+        try:
+            async with media.sending(command) as params:
+                outcome = await self._send(lane, command.method, params)
+        except MediaUnavailable as exc:
+            self._acquired.pop(lane, None)
+            return telegram.Failure("media_unavailable", str(exc), retryable=False)
+        if isinstance(outcome, telegram.Delivered):
+            await media.delivered(command, outcome.result)
+        return outcome
 
     async def _guarded(
         self, command: Command, call: Awaitable[telegram.Outcome]
@@ -445,6 +470,7 @@ class Worker:
 def log_fields(command: Command) -> dict[str, Any]:
     """`extra=` for a log line about `command` (fields of the JSON log format)."""
     return {"command_id": command.id, "chat_id": command.chat_id, "method": command.method}
+
 
 async def _long_text_parts_off_loop(command: Command) -> list[str] | None:
     """`long_text_parts`, in a worker thread for a long text (seconds of CPU for a big one)."""
