@@ -106,7 +106,7 @@ async def test_a_photo_by_url_is_fetched(box: SandboxClient) -> None:
         assert result["photo"][-1]["width"] == 300
         status, answer = await box.api("sendPhoto", chat_id=USER, photo=f"{server.url}/page.html")
         assert answer["description"] == "Bad Request: wrong type of the web page content"
-        status, answer = await box.api("sendPhoto", chat_id=USER, photo=f"{server.url}/gone.png")
+        _status, answer = await box.api("sendPhoto", chat_id=USER, photo=f"{server.url}/gone.png")
         assert answer["description"] == "Bad Request: failed to get HTTP URL content"
 
 
@@ -129,7 +129,7 @@ async def test_albums(box: SandboxClient) -> None:
                     InputMediaDocument(media=BufferedInputFile(b"doc", "d.txt")),
                 ],
             )
-    status, answer = await box.api(
+    status, _answer = await box.api(
         "sendMediaGroup", chat_id=USER, media=[{"type": "photo", "media": "x"}]
     )
     assert status == 400
