@@ -104,7 +104,7 @@ async def test_a_photo_by_url_is_fetched(box: SandboxClient) -> None:
         server.files["/page.html"] = (b"<html></html>", "text/html")
         result = await box.result("sendPhoto", chat_id=USER, photo=f"{server.url}/panel.png")
         assert result["photo"][-1]["width"] == 300
-        status, answer = await box.api("sendPhoto", chat_id=USER, photo=f"{server.url}/page.html")
+        _status, answer = await box.api("sendPhoto", chat_id=USER, photo=f"{server.url}/page.html")
         assert answer["description"] == "Bad Request: wrong type of the web page content"
         _status, answer = await box.api("sendPhoto", chat_id=USER, photo=f"{server.url}/gone.png")
         assert answer["description"] == "Bad Request: failed to get HTTP URL content"
