@@ -10,6 +10,7 @@ be checked, docs/sandbox.md says so.
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from typing import Any
 
@@ -99,7 +100,8 @@ def _store(
         raise bad_request("IMAGE_PROCESS_FAILED")
     if uploaded:
         call.sandbox.files.uploads += 1
-    mime = mime if mime and mime != "application/octet-stream" else None
+    if not mime or mime == "application/octet-stream":  # Telegram goes by the file name
+        mime = mimetypes.guess_type(name or "")[0]
     return call.sandbox.files.add(call.bot.bot_id, kind, data, mime, name, dims)
 
 

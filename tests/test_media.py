@@ -1,0 +1,284 @@
+"""Files, photos and albums through the gateway, end to end against the sandbox."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.sandbox import SandboxSettings
+from tests.conftest import BOT_ID, USER, Gateway, GatewayFactory, Sandbox
+from tests.media_helpers import file_server, png
+
+FAST = {"GATEWAY_FLOOD_CHAT_PER_SECOND": "50", "GATEWAY_FLOOD_GLOBAL_PER_SECOND": "100"}
+
+
+@pytest.fixture
+def sandbox_settings() -> SandboxSettings:
+    return SandboxSettings(global_per_second=100, chat_per_second=50)
+
+
+async def upload(
+    gw: Gateway, payload: dict[str, Any], files: dict[str, tuple[bytes, str, str]]
+) -> tuple[int, dict[str, Any]]:
+    """POST /enqueue_command as multipart/form-data: the payload part and file parts."""
+    form = aiohttp.FormData()
+    form.add_field("payload", json.dumps(payload), content_type="application/json")
+    for name, (data, filename, content_type) in files.items():
+        form.add_field(name, data, filename=filename, content_type=content_type)
+    async with gw.http.post(f"{gw.url}/enqueue_command", data=form, headers=gw.auth) as resp:
+        return resp.status, await resp.json()
+
+
+async def file_bytes(sandbox: Sandbox, file_id: str) -> bytes:
+    url = f"{sandbox.url}/sandbox/files/{file_id}"
+    async with sandbox.http.get(url, params={"bot_id": str(BOT_ID)}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.read()
+
+
+async def delivered(gw: Gateway, command_id: str) -> dict[str, Any]:
+    command = await gw.command(command_id, wait=20)
+    assert command["status"] == "sent", command
+    return command
+
+
+async def test_a_photo_upload_is_delivered_with_identical_bytes(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    image = png(800, 600, salt=1)
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw,
+            {
+                "method": "sendPhoto",
+                "params": {
+                    "chat_id": USER,
+                    "photo": "attach://p",
+                    "caption": "CPU <b>95%</b>",
+                    "parse_mode": "HTML",
+                },
+            },
+            {"p": (image, "cpu.png", "image/png")},
+        )
+        assert status == 202, answer
+        command = await delivered(gw, answer["id"])
+    assert command["result"]["caption"] == "CPU 95%"
+    [message] = await sandbox.messages(USER)
+    assert message["media"][0]["kind"] == "photo"
+    assert message["media"][0]["width"] == 800
+    assert await file_bytes(sandbox, message["media"][0]["file_id"]) == image
+
+
+@pytest.mark.parametrize(
+    ("field", "method"),
+    [
+        ("document", "sendDocument"),
+        ("video", "sendVideo"),
+        ("audio", "sendAudio"),
+        ("voice", "sendVoice"),
+        ("animation", "sendAnimation"),
+    ],
+)
+async def test_each_kind_of_file(
+    gateway_factory: GatewayFactory, sandbox: Sandbox, field: str, method: str
+) -> None:
+    await sandbox.create_chat(USER)
+    data = png(32, 32, salt=7) if field in ("video", "animation") else f"{field} bytes".encode()
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw,
+            {"method": method, "params": {"chat_id": USER, field: "attach://f"}},
+            {"f": (data, f"build.{field}", "application/x-test")},
+        )
+        assert status == 202, answer
+        command = await delivered(gw, answer["id"])
+    sent = command["result"][field]
+    assert sent["file_name"] == f"build.{field}" and sent["file_size"] == len(data)
+    [message] = await sandbox.messages(USER)
+    assert await file_bytes(sandbox, message["media"][0]["file_id"]) == data
+
+
+async def test_short_form_document_with_caption_and_a_url_photo(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    async with gateway_factory(FAST) as gw, file_server() as server:
+        server.files["/graph.png"] = (png(100, 50), "image/png")
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "document": "attach://log", "text": "build #42 failed"},
+            {"log": (b"line 1\nline 2\n", "build.txt", "text/plain")},
+        )
+        assert status == 202, answer
+        doc = await delivered(gw, answer["id"])
+        # A URL without "fetch": Telegram (here the sandbox) fetches it itself.
+        status, answer = await gw.enqueue({"chat_id": USER, "photo": f"{server.url}/graph.png"})
+        assert status == 202, answer
+        photo = await delivered(gw, answer["id"])
+    assert doc["method"] == "sendDocument"
+    assert doc["result"]["caption"] == "build #42 failed"
+    assert doc["result"]["document"]["mime_type"] == "text/plain"
+    assert photo["result"]["photo"][-1]["width"] == 100
+
+
+async def test_an_album_of_two_uploaded_files(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    first, second = png(salt=1), png(salt=2)
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw,
+            {
+                "chat_id": USER,
+                "text": "before / after",
+                "media": [
+                    {"type": "photo", "media": "attach://a"},
+                    {"type": "photo", "media": "attach://b"},
+                ],
+            },
+            {"a": (first, "a.png", "image/png"), "b": (second, "b.png", "image/png")},
+        )
+        assert status == 202, answer
+        command = await delivered(gw, answer["id"])
+    assert command["method"] == "sendMediaGroup" and len(command["result"]) == 2
+    messages = await sandbox.messages(USER)
+    assert [m["caption"] if "caption" in m else None for m in messages] == ["before / after", None]
+    assert messages[0]["media_group_id"] == messages[1]["media_group_id"]
+    assert await file_bytes(sandbox, messages[0]["media"][0]["file_id"]) == first
+    assert await file_bytes(sandbox, messages[1]["media"][0]["file_id"]) == second
+
+
+async def test_the_same_bytes_are_uploaded_once(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    image = png(salt=42)
+    async with gateway_factory(FAST) as gw:
+        ids = []
+        for caption in ("first", "second"):
+            status, answer = await upload(
+                gw,
+                {"chat_id": USER, "photo": "attach://p", "text": caption},
+                {"p": (image, "same.png", "image/png")},
+            )
+            assert status == 202, answer
+            ids.append((await delivered(gw, answer["id"]))["result"]["photo"][-1])
+        async with gw.http.get(f"{gw.url}/metrics", headers=gw.auth) as resp:
+            metrics = await resp.text()
+    files = await sandbox.control("GET", f"files?bot_id={BOT_ID}")
+    assert files["uploads"] == 1
+    assert ids[0]["file_unique_id"] == ids[1]["file_unique_id"]
+    assert "gateway_media_reused_total 1.0" in metrics
+
+
+async def test_limits_are_413_naming_the_limit(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    env = {
+        **FAST,
+        "GATEWAY_MEDIA_MAX_PHOTO_BYTES": "2000",
+        "GATEWAY_MEDIA_MAX_UPLOAD_BYTES": "5000",
+    }
+    async with gateway_factory(env) as gw:
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "photo": "attach://p"},
+            {"p": (png(padding=3000), "big.png", "image/png")},
+        )
+        assert status == 413, answer
+        assert "max_photo_bytes" in answer["error"]["message"]
+        assert answer["error"]["field"] == "params.photo"
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "document": "attach://d"},
+            {"d": (b"x" * 6000, "big.bin", "application/octet-stream")},
+        )
+        assert status == 413, answer
+        assert "max_upload_bytes" in answer["error"]["message"]
+    leftovers = [p for p in gw.config.media_dir.iterdir() if p.name.startswith(".upload")]
+    assert leftovers == []
+
+
+async def test_bad_requests_are_named(gateway_factory: GatewayFactory, sandbox: Sandbox) -> None:
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw, {"chat_id": USER, "photo": "attach://nope"}, {"p": (png(), "a.png", "image/png")}
+        )
+        assert status == 400 and answer["error"]["field"] == "params.photo"
+        status, answer = await upload(gw, {"chat_id": USER, "text": "hi"}, {})
+        assert status == 202, answer  # a multipart request without files is fine
+        status, answer = await gw.enqueue(
+            {"chat_id": USER, "media": [{"type": "photo", "media": "x"}]}
+        )
+        assert status == 400 and answer["error"]["code"] == "invalid_album"
+        status, answer = await gw.enqueue(
+            {
+                "chat_id": USER,
+                "media": [{"type": "photo", "media": "x"}, {"type": "document", "media": "y"}],
+            }
+        )
+        assert status == 400 and answer["error"]["code"] == "invalid_album"
+        status, answer = await gw.enqueue({"chat_id": USER, "photo": "AgACx", "text": "x" * 1025})
+        assert status == 400 and answer["error"]["code"] == "caption_too_long"
+
+
+async def test_telegrams_refusals_fail_the_command(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "photo": "attach://p"},
+            {"p": (b"MZ\x90\x00 not an image", "evil.png", "image/png")},
+        )
+        assert status == 202, answer
+        bad_mime = await gw.command(answer["id"], wait=20)
+        status, answer = await upload(
+            gw, {"chat_id": USER, "document": "attach://d"}, {"d": (b"report", "r.pdf", "")}
+        )
+        doc = await delivered(gw, answer["id"])
+        status, answer = await gw.enqueue(
+            {"chat_id": USER, "photo": doc["result"]["document"]["file_id"]}
+        )
+        as_photo = await gw.command(answer["id"], wait=20)
+    assert bad_mime["status"] == "failed"
+    assert bad_mime["error"]["description"] == "Bad Request: IMAGE_PROCESS_FAILED"
+    assert as_photo["status"] == "failed"
+    assert as_photo["error"]["description"] == (
+        "Bad Request: can't use file of type Document as Photo"
+    )
+
+
+async def test_fetch_only_from_allowed_networks(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    image = png(640, 480, salt=5)
+    async with file_server() as server:
+        server.files["/render/panel.png"] = (image, "image/png")
+        url = f"{server.url}/render/panel.png"
+        async with gateway_factory(FAST) as gw:  # default: fetching is off
+            status, answer = await gw.enqueue({"chat_id": USER, "photo": url, "fetch": True})
+        assert status == 400 and answer["error"]["code"] == "forbidden_url"
+        assert "fetch_allowed_networks" in answer["error"]["message"]
+        env = {**FAST, "GATEWAY_MEDIA_FETCH_ALLOWED_NETWORKS": "10.0.0.0/8"}
+        async with gateway_factory(env) as gw:
+            status, answer = await gw.enqueue({"chat_id": USER, "photo": url, "fetch": True})
+        assert status == 400 and answer["error"]["code"] == "forbidden_url"
+        assert server.hits == 0  # refused before any connection
+        env = {**FAST, "GATEWAY_MEDIA_FETCH_ALLOWED_NETWORKS": "127.0.0.1/32"}
+        async with gateway_factory(env) as gw:
+            status, answer = await gw.enqueue(
+                {"chat_id": USER, "photo": url, "fetch": True, "text": "Grafana"}
+            )
+            assert status == 202, answer
+            await delivered(gw, answer["id"])
+        assert server.hits == 1
+    [message] = await sandbox.messages(USER)
+    assert await file_bytes(sandbox, message["media"][0]["file_id"]) == image
