@@ -147,7 +147,7 @@ async def test_an_album_of_two_uploaded_files(
         command = await delivered(gw, answer["id"])
     assert command["method"] == "sendMediaGroup" and len(command["result"]) == 2
     messages = await sandbox.messages(USER)
-    assert [m["caption"] if "caption" in m else None for m in messages] == ["before / after", None]
+    assert [m.get("caption") for m in messages] == ["before / after", None]
     assert messages[0]["media_group_id"] == messages[1]["media_group_id"]
     assert await file_bytes(sandbox, messages[0]["media"][0]["file_id"]) == first
     assert await file_bytes(sandbox, messages[1]["media"][0]["file_id"]) == second
