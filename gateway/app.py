@@ -68,6 +68,7 @@ def create_app(
             group_per_minute=config.flood.group_per_minute,
         )
     )
+    app[keys.FLOOD] = flood
     budget = RetryBudget(config.delivery.max_attempts, config.delivery.max_age)
     app[keys.METRICS] = Metrics()
     app[keys.WORKER] = Worker(
@@ -105,6 +106,7 @@ def create_app(
             _api_clients,
             _bot_session,
             _queue_storage,
+            _storage_watch,
             _media_files,
             _service_calls,
             _worker_task,
@@ -164,6 +166,29 @@ async def _queue_storage(app: web.Application) -> AsyncIterator[None]:
     await queue.open()
     yield
     await queue.close()
+
+
+async def _storage_watch(app: web.Application) -> AsyncIterator[None]:
+    """Look at the queue's storage now and then: often while it is in trouble (that is how
+    trouble clears), seldom otherwise (a database file deleted under us)."""
+    queue = app[keys.QUEUE]
+
+    async def watch() -> None:
+        idle = 0.0
+        while True:
+            # Every probe interval, so trouble that starts meanwhile is probed within one.
+            await asyncio.sleep(c.STORAGE_PROBE_SECONDS)
+            idle += c.STORAGE_PROBE_SECONDS
+            if queue.problem() is None and idle < c.STORAGE_CHECK_SECONDS:
+                continue
+            idle = 0.0
+            try:
+                await queue.check()
+            except Exception:  # the watch must outlive any one bad look
+                logger.exception("checking the queue's storage failed")
+
+    async with _background(watch(), "storage watch"):
+        yield
 
 
 async def _media_files(app: web.Application) -> AsyncIterator[None]:

@@ -59,6 +59,22 @@ DEFAULT_CERT_DAYS: Final = 365
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
 
+# --- Queue storage ------------------------------------------------------------------------------
+#: Space kept in `<queue>.reserve` and given up when the disk fills, so the write-ahead log can
+#: be checkpointed and truncated; also the size the log is truncated to after a checkpoint.
+QUEUE_RESERVE_BYTES: Final = 4 * 1024 * 1024
+#: How long a write waits for another process's lock on the database before giving up (503).
+QUEUE_BUSY_TIMEOUT_SECONDS: Final = 2.0
+#: How often healthy storage is looked at (vanished file, reserve), and troubled storage probed.
+STORAGE_CHECK_SECONDS: Final = 5.0
+STORAGE_PROBE_SECONDS: Final = 1.0
+#: Retry-After of a 503 storage_unavailable.
+STORAGE_RETRY_AFTER_SECONDS: Final = 2
+#: The worker's longest wait between two tries to save an outcome while the storage is down.
+STORAGE_BACKOFF_CAP_SECONDS: Final = 5.0
+#: /healthz calls a chat held up once its oldest message has waited this long.
+HELD_LANE_SECONDS: Final = 300.0
+
 # Sandbox
 SANDBOX_HOST: Final = "127.0.0.1"
 SANDBOX_PORT: Final = 8081
