@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import constants as c
 from gateway.errors import InputError
@@ -64,24 +65,41 @@ async def read_multipart(
     request: web.Request, store: MediaStore, max_file: int, body_limit: int
 ) -> tuple[dict[str, Any], dict[str, FileInfo]]:
     """The JSON body of the `payload` part and the files of the other parts, stored."""
+    holder: list[dict[str, Any]] = []
+    files: dict[str, FileInfo] = {}
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError, KeyError):
-        raise InputError("the multipart body cannot be read", code="invalid_multipart") from None
-    body: dict[str, Any] | None = None
-    files: dict[str, FileInfo] = {}
-    while True:
-        try:
-            part = await reader.next()
-        except ValueError:
-            raise InputError("the multipart body is malformed", code="invalid_multipart") from None
-        if part is None:
-            break
+        await _read_parts(reader, store, max_file, body_limit, files, holder)
+    except (ValueError, AssertionError, KeyError, HttpProcessingError):
+        # A part header aiohttp cannot parse, a truncated body, a bad boundary.
+        raise InputError("the multipart body is malformed", code="invalid_multipart") from None
+    if not holder:
+        raise InputError(
+            f"a multipart request needs a part named '{c.PAYLOAD_PART}' holding the JSON body",
+            code="missing_field",
+            field=c.PAYLOAD_PART,
+        )
+    return holder[0], files
+
+
+async def _read_parts(
+    reader: MultipartReader,
+    store: MediaStore,
+    max_file: int,
+    body_limit: int,
+    files: dict[str, FileInfo],
+    holder: list[dict[str, Any]],
+) -> None:
+    while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise InputError("nested multipart bodies are not supported", code="invalid_multipart")
         name = part.name or ""
         if name == c.PAYLOAD_PART:
-            body = await _payload(part, body_limit)
+            if holder:
+                raise InputError(
+                    f"two parts are named {name!r}", code="invalid_multipart", field=name
+                )
+            holder.append(await _payload(part, body_limit))
             continue
         if not PART_NAME.match(name):
             raise InputError(
@@ -96,13 +114,6 @@ async def read_multipart(
                 f"at most {MAX_FILE_PARTS} files per request", code="too_many_files", field=name
             )
         files[name] = await _store_part(part, name, store, max_file)
-    if body is None:
-        raise InputError(
-            f"a multipart request needs a part named '{c.PAYLOAD_PART}' holding the JSON body",
-            code="missing_field",
-            field=c.PAYLOAD_PART,
-        )
-    return body, files
 
 
 async def _payload(part: BodyPartReader, limit: int) -> dict[str, Any]:
