@@ -27,7 +27,7 @@ from gateway import telegram
 from gateway.commands import Command, Status
 from gateway.errors import StorageError
 from gateway.flood import FloodController
-from gateway.media.service import MediaService, MediaUnavailable
+from gateway.media.service import MediaService, MediaUnavailable, caption_part_params
 from gateway.queue.base import Queue
 from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
@@ -391,19 +391,46 @@ class Worker:
     async def _send_media(
         self, lane: str, command: Command, media: MediaService
     ) -> telegram.Outcome:
-        """A call with stored files: uploads (or reused file_ids) within the byte budget; an
-        album of N takes N flood slots, as Telegram counts N messages."""
-        for _ in range(media.messages(command) - 1):
-            await self._acquire(lane)
-        try:
-            async with media.sending(command) as params:
-                outcome = await self._send(lane, command.method, params)
-        except MediaUnavailable as exc:
-            self._acquired.pop(lane, None)
-            return telegram.Failure("media_unavailable", str(exc), retryable=False)
-        if isinstance(outcome, telegram.Delivered):
+        """A call with stored files: uploads (or reused file_ids) within the byte budget. An
+        album of N is charged as N messages, as Telegram counts them; a split caption's later
+        parts follow as text replies to the file's message."""
+        rest = media.caption_rest(command)
+        # With a split caption, parts delivered before (a retry, a restart) are not sent again.
+        done: list[Any] = list(command.result) if rest and isinstance(command.result, list) else []
+        if not done:
+            acquired = self._acquired.get(lane)
+            extra = media.messages(command) - 1 if acquired is not None else 0
+            key = flood_key(self._migrated.get(lane, lane))
+            if acquired is not None and extra:
+                self._flood.charge(key, extra, acquired)
+            try:
+                async with media.sending(command) as params:
+                    outcome = await self._send(lane, command.method, params)
+            except MediaUnavailable as exc:
+                self._acquired.pop(lane, None)
+                return telegram.Failure("media_unavailable", str(exc), retryable=False)
+            finally:
+                # Like the slot `_send` settles: count the album's messages from the answer on.
+                for _ in range(extra):
+                    self._flood.settle(key, acquired or 0.0)
+            if not isinstance(outcome, telegram.Delivered):
+                return outcome
             await media.delivered(command, outcome.result)
-        return outcome
+            if not rest:
+                return outcome
+            done.append(outcome.result)
+            command.result = done
+            await self._queue.save_part(command.id, 0, outcome.result, self._clock())
+        for index in range(len(done), len(rest) + 1):
+            await self._acquire(lane)
+            params = caption_part_params(command.params, done[0], rest[index - 1])
+            outcome = await self._send(lane, "sendMessage", params)
+            if not isinstance(outcome, telegram.Delivered):
+                return outcome
+            done.append(outcome.result)
+            command.result = done
+            await self._queue.save_part(command.id, index, outcome.result, self._clock())
+        return telegram.Delivered(done)
 
     async def _guarded(
         self, command: Command, call: Awaitable[telegram.Outcome]

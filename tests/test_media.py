@@ -223,8 +223,16 @@ async def test_bad_requests_are_named(gateway_factory: GatewayFactory, sandbox: 
             }
         )
         assert status == 400 and answer["error"]["code"] == "invalid_album"
-        status, answer = await gw.enqueue({"chat_id": USER, "photo": "AgACx", "text": "x" * 1025})
+        # With long_text = "split" a single file's caption is split; an album's cannot be.
+        status, answer = await gw.enqueue(
+            {
+                "chat_id": USER,
+                "text": "x" * 1025,
+                "media": [{"type": "photo", "media": "a"}, {"type": "photo", "media": "b"}],
+            }
+        )
         assert status == 400 and answer["error"]["code"] == "caption_too_long"
+        assert answer["error"]["field"] == "params.media[0].caption"
 
 
 async def test_telegrams_refusals_fail_the_command(
@@ -282,3 +290,49 @@ async def test_fetch_only_from_allowed_networks(
         assert server.hits == 1
     [message] = await sandbox.messages(USER)
     assert await file_bytes(sandbox, message["media"][0]["file_id"]) == image
+
+
+async def test_a_long_caption_is_split_into_replies(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    caption = " ".join(f"word{n}" for n in range(400))  # about 2,800 characters
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "document": "attach://d", "text": caption},
+            {"d": (b"report", "report.txt", "text/plain")},
+        )
+        assert status == 202, answer
+        command = await delivered(gw, answer["id"])
+    first, *rest = await sandbox.messages(USER)
+    assert len(command["result"]) == 1 + len(rest) and len(rest) >= 2
+    assert len(first["caption"]) <= 1024 and first["media"]
+    assert all(m["reply_to_message_id"] == first["message_id"] for m in rest)
+    joined = " ".join([first["caption"], *(m["text"] for m in rest)])
+    assert joined.split() == caption.split()
+
+
+async def test_albums_count_as_n_messages_for_flood_control(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    """With 10 messages/s for the bot, four albums of five (to four chats) are 20 messages:
+    the gateway spreads them over two seconds, and the sandbox never answers 429."""
+    chats = [USER, 3001, 3002, 3003]
+    for chat in chats:
+        await sandbox.create_chat(chat)
+    await sandbox.control("PUT", "limits", {"global_per_second": 10})
+    env = {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": "10", "GATEWAY_FLOOD_CHAT_PER_SECOND": "50"}
+    async with gateway_factory(env) as gw:
+        ids = []
+        for n, chat in enumerate(chats):
+            media = [{"type": "photo", "media": f"attach://p{i}"} for i in range(5)]
+            files = {f"p{i}": (png(salt=n * 10 + i), f"{i}.png", "image/png") for i in range(5)}
+            status, answer = await upload(gw, {"chat_id": chat, "media": media}, files)
+            assert status == 202, answer
+            ids.append(answer["id"])
+        for command_id in ids:
+            await delivered(gw, command_id)
+    stats = await sandbox.control("GET", "stats")
+    assert stats["flood_429"] == 0, stats
+    assert sum([len(await sandbox.messages(chat)) for chat in chats]) == 20

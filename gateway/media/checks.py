@@ -14,8 +14,8 @@ from gateway import constants as c
 from gateway.commands import Command
 from gateway.config import LongText
 from gateway.errors import InputError
-from gateway.media.refs import CAPTION_METHODS, SHORT_FILE_FIELDS
-from gateway.split import MarkupError, truncate_text, visible_length
+from gateway.media.refs import CAPTION_METHODS, CAPTION_REST_KEY, SHORT_FILE_FIELDS, SINGLE_FILE
+from gateway.split import MarkupError, split_text, truncate_text, visible_length
 
 #: Short-form fields a media message may carry beside its file and `text`.
 SHORT_MEDIA_EXTRAS = frozenset(
@@ -109,7 +109,9 @@ def check_album(command: Command) -> None:
 
 
 def check_captions(command: Command, policy: LongText) -> None:
-    """Captions over Telegram's 1,024 characters: refused, or shortened with `truncate`."""
+    """Captions over Telegram's 1,024 characters, per `[delivery] long_text`: `split` sends a
+    single file with the first part and the rest as text replies (other captions are refused
+    then), `truncate` shortens them, `reject` refuses them."""
     if command.method in CAPTION_METHODS:
         holders: list[tuple[dict[str, Any], str]] = [(command.params, "params.caption")]
     elif command.method == "sendMediaGroup" and isinstance(command.params.get("media"), list):
@@ -132,6 +134,12 @@ def check_captions(command: Command, policy: LongText) -> None:
         except MarkupError as exc:
             raise InputError(f"{field}: {exc}", code="invalid_markup", field=field) from None
         if length <= c.MAX_CAPTION_LENGTH:
+            continue
+        if policy == "split" and holder is command.params and command.method in SINGLE_FILE:
+            # The file goes with the first part; the rest follow as text replies to it.
+            parts = split_text(caption, mode, c.MAX_CAPTION_LENGTH)
+            holder["caption"] = parts[0]
+            command.meta[CAPTION_REST_KEY] = parts[1:]
             continue
         if policy != "truncate":
             raise InputError(

@@ -35,6 +35,8 @@ SHORT_FILE_FIELDS: dict[str, str] = {
 }
 #: `command.meta` key holding the files a command refers to: name → FileInfo as JSON.
 META_KEY = "media"
+#: `command.meta` key holding the parts of a split caption after the first (sent as replies).
+CAPTION_REST_KEY = "caption_rest"
 
 
 @dataclass

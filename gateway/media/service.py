@@ -30,6 +30,7 @@ from gateway.media.checks import check_album, check_captions
 from gateway.media.fetch import fetch_file
 from gateway.media.intake import FileInfo, too_large
 from gateway.media.refs import (
+    CAPTION_REST_KEY,
     MEDIA_METHODS,
     META_KEY,
     attached_name,
@@ -187,8 +188,14 @@ class MediaService:
 
     @staticmethod
     def handles(command: Command) -> bool:
-        """Whether the command refers to files the gateway stores."""
-        return bool(command.meta.get(META_KEY))
+        """Whether the command refers to files the gateway stores, or has a split caption."""
+        return bool(command.meta.get(META_KEY)) or bool(command.meta.get(CAPTION_REST_KEY))
+
+    @staticmethod
+    def caption_rest(command: Command) -> list[str]:
+        """The parts of a split caption after the first."""
+        rest = command.meta.get(CAPTION_REST_KEY)
+        return [str(part) for part in rest] if isinstance(rest, list) else []
 
     @staticmethod
     def messages(command: Command) -> int:
@@ -271,3 +278,22 @@ def _file_id_of(message: Any, kind: str) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("file_id"), str):
         return str(value["file_id"])
     return None
+
+
+def caption_part_params(params: dict[str, Any], first: Any, text: str) -> dict[str, Any]:
+    """A later part of a split caption: a text reply to the message that carried the file."""
+    out = {key: params[key] for key in CAPTION_PART_FIELDS if key in params}
+    out["text"] = text
+    if isinstance(first, dict) and isinstance(first.get("message_id"), int):
+        out["reply_parameters"] = {"message_id": first["message_id"]}
+    return out
+
+
+#: What the text parts of a split caption keep of the file's call.
+CAPTION_PART_FIELDS = (
+    "chat_id",
+    "parse_mode",
+    "message_thread_id",
+    "disable_notification",
+    "protect_content",
+)

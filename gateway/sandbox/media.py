@@ -239,8 +239,7 @@ async def send_media_group(call: Call) -> list[dict[str, Any]]:
     for item in items:
         upload = call.params.attached(item["media"])
         resolved.append(await resolve_file(call, item["type"], item["media"], upload))
-    for _ in items:
-        admit_send(call, chat)  # an album of N is N messages
+    admit_send(call, chat, len(items))  # an album of N is N messages
     group_id = str(int(time.time() * 1000))
     answers = []
     for item, handles, (caption, entities) in zip(items, resolved, captions, strict=True):
