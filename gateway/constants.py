@@ -155,6 +155,8 @@ DEFAULT_MEDIA_BYTES_IN_FLIGHT: Final = 200 * 1000 * 1000
 #: How often unreferenced files are looked for, and how young a file or link is spared.
 MEDIA_COLLECT_SECONDS: Final = 600.0
 MEDIA_COLLECT_GRACE_SECONDS: Final = 3600.0
+#: Files up to this size are read whole when sent to Telegram; larger ones are streamed.
+MEDIA_IN_MEMORY_BYTES: Final = 1024 * 1024
 #: Chunk size for streaming uploads to disk.
 MEDIA_CHUNK_BYTES: Final = 256 * 1024
 
