@@ -250,6 +250,7 @@ class Worker:
         if lane in self._migrated:
             command.params = {**command.params, "chat_id": self._migrated[lane]}
         self._commands[lane] = command
+        self._charge_album(lane, command)
         task = asyncio.create_task(self._deliver(lane, command), name=f"deliver {command.id}")
         self._in_flight[lane] = task
 
@@ -388,6 +389,16 @@ class Worker:
             await self._queue.save_part(command.id, index, outcome.result, self._clock())
         return telegram.Delivered(done)
 
+    def _charge_album(self, lane: str, command: Command) -> None:
+        """An album of N is N messages to Telegram: charge the other N - 1 now, right after
+        the claim, before the loop picks the next lane (its own slot was taken by the pick)."""
+        acquired = self._acquired.get(lane)
+        if self._media is None or acquired is None:
+            return
+        extra = self._media.messages(command) - 1
+        if extra > 0:
+            self._flood.charge(flood_key(self._migrated.get(lane, lane)), extra, acquired)
+
     async def _send_media(
         self, lane: str, command: Command, media: MediaService
     ) -> telegram.Outcome:
@@ -398,11 +409,9 @@ class Worker:
         # With a split caption, parts delivered before (a retry, a restart) are not sent again.
         done: list[Any] = list(command.result) if rest and isinstance(command.result, list) else []
         if not done:
-            acquired = self._acquired.get(lane)
+            acquired = self._acquired.get(lane)  # charged for the whole album by the claim
             extra = media.messages(command) - 1 if acquired is not None else 0
             key = flood_key(self._migrated.get(lane, lane))
-            if acquired is not None and extra:
-                self._flood.charge(key, extra, acquired)
             try:
                 async with media.sending(command) as params:
                     outcome = await self._send(lane, command.method, params)
