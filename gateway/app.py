@@ -23,6 +23,7 @@ from gateway.flood import FloodController, FloodLimits
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
+from gateway.listener import connection_guard
 from gateway.media.service import MediaService
 from gateway.media.store import DiskMediaStore
 from gateway.metrics import Metrics
@@ -50,7 +51,8 @@ def create_app(
     once the HTTPS listener is up.
     """
     app = web.Application(
-        middlewares=[json_errors, authenticate], client_max_size=config.server.body_limit
+        middlewares=[json_errors, connection_guard, authenticate],
+        client_max_size=config.server.body_limit,
     )
     app[keys.CONFIG] = config
     app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
