@@ -336,3 +336,50 @@ async def test_albums_count_as_n_messages_for_flood_control(
     stats = await sandbox.control("GET", "stats")
     assert stats["flood_429"] == 0, stats
     assert sum([len(await sandbox.messages(chat)) for chat in chats]) == 20
+
+
+async def test_edits_of_a_photo_and_a_location(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    async with gateway_factory(FAST) as gw:
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "photo": "attach://p", "text": "v1"},
+            {"p": (png(salt=11), "a.png", "image/png")},
+        )
+        message_id = (await delivered(gw, answer["id"]))["result"]["message_id"]
+        status, answer = await gw.enqueue(
+            {
+                "method": "editMessageCaption",
+                "params": {"chat_id": USER, "message_id": message_id, "caption": "v2"},
+            }
+        )
+        assert status == 202, answer
+        await delivered(gw, answer["id"])
+        status, answer = await upload(
+            gw,
+            {
+                "method": "editMessageMedia",
+                "params": {
+                    "chat_id": USER,
+                    "message_id": message_id,
+                    "media": {"type": "photo", "media": "attach://new", "caption": "v3"},
+                },
+            },
+            {"new": (png(salt=12), "b.png", "image/png")},
+        )
+        assert status == 202, answer
+        await delivered(gw, answer["id"])
+        status, answer = await gw.enqueue(
+            {
+                "method": "sendLocation",
+                "params": {"chat_id": USER, "latitude": 48.85, "longitude": 2.35},
+            }
+        )
+        location = await delivered(gw, answer["id"])
+    [photo, where] = await sandbox.messages(USER)
+    assert photo["caption"] == "v3" and photo["edit_date"] is not None
+    assert await file_bytes(sandbox, photo["media"][0]["file_id"]) == png(salt=12)
+    assert location["result"]["location"]["latitude"] == 48.85
+    assert where["location"]["longitude"] == 2.35

@@ -3,6 +3,7 @@ command refers to any more (what retention's deletions of commands lead to)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.commands import Command
 from gateway.config import MediaSettings
-from gateway.media.service import MediaService
+from gateway.media.service import ByteBudget, MediaService
 from gateway.media.store import DiskMediaStore
 from gateway.queue.memory import MemoryQueue
 
@@ -81,3 +82,26 @@ async def test_collect_deletes_files_whose_commands_are_gone(tmp_path: Path) -> 
     assert not (tmp_path / f"{orphan_sha}.ids").exists()
     assert store.path(young_sha) is not None  # within the grace period: maybe being queued
     await service.close()
+
+
+async def test_bytes_in_flight_are_bounded() -> None:
+    budget = ByteBudget(100)
+    order: list[str] = []
+
+    async def upload(name: str, size: int, hold: asyncio.Event) -> None:
+        async with budget.hold(size):
+            order.append(f"start {name}")
+            await hold.wait()
+        order.append(f"end {name}")
+
+    release_a, release_b = asyncio.Event(), asyncio.Event()
+    first = asyncio.create_task(upload("a", 70, release_a))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(upload("b", 50, release_b))  # 120 > 100: waits for "a"
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["start a"] and budget.used == 70
+    release_a.set()
+    release_b.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert order == ["start a", "end a", "start b", "end b"] and budget.used == 0
