@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.clients import add_client
+from gateway.guards import SIGNATURE_HEADER, sign
 from gateway.sandbox import SandboxSettings
-from tests.conftest import BOT_ID, USER, Gateway, GatewayFactory, Sandbox
+from tests.conftest import BOT_ID, USER, Gateway, GatewayFactory, Sandbox, Workspace
 from tests.media_helpers import file_server, png
 
 FAST = {"GATEWAY_FLOOD_CHAT_PER_SECOND": "50", "GATEWAY_FLOOD_GLOBAL_PER_SECOND": "100"}
@@ -383,3 +386,42 @@ async def test_edits_of_a_photo_and_a_location(
     assert await file_bytes(sandbox, photo["media"][0]["file_id"]) == png(salt=12)
     assert location["result"]["location"]["latitude"] == 48.85
     assert where["location"]["longitude"] == 2.35
+
+
+async def test_a_signed_client_uploads_too(
+    gateway_factory: GatewayFactory, sandbox: Sandbox, workspace: Workspace
+) -> None:
+    """The signature check reads the whole body first; the upload is read from that copy."""
+    await sandbox.create_chat(USER)
+    token, secret = add_client(workspace.clients_file, "signer", signing=True)
+    assert secret is not None
+    image = png(salt=21)
+    async with gateway_factory(FAST) as gw:
+        form = aiohttp.FormData()
+        payload = {"chat_id": USER, "photo": "attach://p", "text": "signed"}
+        form.add_field("payload", json.dumps(payload), content_type="application/json")
+        form.add_field("p", image, filename="s.png", content_type="image/png")
+        writer = form()
+        sink = _Sink()
+        await writer.write(sink)  # type: ignore[arg-type]
+        body = bytes(sink.data)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": writer.content_type,
+            SIGNATURE_HEADER: sign(secret, body, int(time.time())),
+        }
+        async with gw.http.post(f"{gw.url}/enqueue_command", data=body, headers=headers) as resp:
+            answer = await resp.json()
+            assert resp.status == 202, answer
+        [message] = await sandbox.wait_messages(USER, 1, timeout=20)
+    assert await file_bytes(sandbox, message["media"][0]["file_id"]) == image
+
+
+class _Sink:
+    """Collects what an aiohttp payload writes (to sign the exact bytes sent)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, chunk: bytes) -> None:
+        self.data += chunk

@@ -7,13 +7,14 @@ exceeded), and synced to disk before the request is answered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import constants as c
@@ -68,7 +69,7 @@ async def read_multipart(
     holder: list[dict[str, Any]] = []
     files: dict[str, FileInfo] = {}
     try:
-        reader = await request.multipart()
+        reader = await _reader(request)
         await _read_parts(reader, store, max_file, body_limit, files, holder)
     except (ValueError, AssertionError, KeyError, HttpProcessingError):
         # A part header aiohttp cannot parse, a truncated body, a bad boundary.
@@ -80,6 +81,18 @@ async def read_multipart(
             field=c.PAYLOAD_PART,
         )
     return holder[0], files
+
+
+async def _reader(request: web.Request) -> MultipartReader:
+    """A reader of the body as it streams in; of the bytes already read when something read
+    the whole body first (the signature check of a signed client, within `body_limit`)."""
+    if not request.content.is_eof() or not request.body_exists:
+        return await request.multipart()
+    raw = await request.read()  # aiohttp keeps what it read: this is that copy
+    stream = StreamReader(request.protocol, max(2**16, len(raw)), loop=asyncio.get_running_loop())
+    stream.feed_data(raw)
+    stream.feed_eof()
+    return MultipartReader(request.headers, stream)
 
 
 async def _read_parts(
