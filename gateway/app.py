@@ -24,6 +24,8 @@ from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
 from gateway.listener import connection_guard
+from gateway.media.service import MediaService
+from gateway.media.store import DiskMediaStore
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
@@ -75,6 +77,10 @@ def create_app(
         app[keys.QUEUE], app[keys.BOT], flood, budget, hooks=app[keys.METRICS]
     )
     app[keys.OUTBOX] = Outbox(app[keys.QUEUE], app[keys.WORKER])
+    app[keys.MEDIA] = MediaService(
+        DiskMediaStore(config.media_dir), config.media, app[keys.METRICS].registry
+    )
+    app[keys.WORKER].use_media(app[keys.MEDIA])
     services = ServiceCaller(
         {route.command: route for route in config.routes},
         app[keys.OUTBOX],
@@ -103,6 +109,7 @@ def create_app(
             _bot_session,
             _queue_storage,
             _storage_watch,
+            _media_files,
             _service_calls,
             _worker_task,
             _expiry_task,
@@ -184,6 +191,15 @@ async def _storage_watch(app: web.Application) -> AsyncIterator[None]:
 
     async with _background(watch(), "storage watch"):
         yield
+
+
+async def _media_files(app: web.Application) -> AsyncIterator[None]:
+    """The media store, and the task deleting files no command refers to any more."""
+    media = app[keys.MEDIA]
+    await media.open()
+    async with _background(media.run_collector(app[keys.QUEUE]), "media collector"):
+        yield
+    await media.close()
 
 
 async def _service_calls(app: web.Application) -> AsyncIterator[None]:

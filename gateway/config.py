@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from gateway import constants as c
+from gateway.chatdefaults import ChatDefault, parse_chat_defaults
 from gateway.egress import parse_networks
 from gateway.errors import ConfigError
 from gateway.routes import Route, parse_routes
@@ -146,6 +147,24 @@ class FloodSettings:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    """`[media]`: files, photos and albums (see README "Files and topics")."""
+
+    #: Where accepted files are kept until retention deletes their commands.
+    dir: str = c.DEFAULT_MEDIA_DIR
+    #: The largest file accepted (Telegram: 50 MB); larger → 413 naming this key.
+    max_upload_bytes: int = c.TELEGRAM_MAX_UPLOAD_BYTES
+    #: The largest photo accepted (Telegram: 10 MB).
+    max_photo_bytes: int = c.TELEGRAM_MAX_PHOTO_BYTES
+    #: Networks (CIDRs) the gateway may fetch `"fetch": true` URLs from; empty: no fetching.
+    fetch_allowed_networks: tuple[str, ...] = ()
+    #: Seconds a gateway fetch may take.
+    fetch_timeout: float = c.DEFAULT_FETCH_TIMEOUT_SECONDS
+    #: Bytes of uploads to Telegram in flight at once.
+    max_bytes_in_flight: int = c.DEFAULT_MEDIA_BYTES_IN_FLIGHT
+
+
+@dataclass(frozen=True)
 class SandboxSettingsSection:
     """`[sandbox]`: the in-process Telegram emulator used when no bot token is configured."""
 
@@ -161,6 +180,7 @@ SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "flood": FloodSettings,
     "sandbox": SandboxSettingsSection,
+    "media": MediaSettings,
 }
 
 
@@ -190,6 +210,10 @@ class Config:
     source: str = field(default="defaults")
     #: True when the gateway runs against its built-in sandbox (no token configured).
     sandbox_mode: bool = False
+    media: MediaSettings = field(default_factory=MediaSettings)
+    media_dir: Path = Path(c.DEFAULT_MEDIA_DIR)
+    #: Per-chat defaults of sends (`[[chat_defaults]]`: topic, silence).
+    chat_defaults: tuple[ChatDefault, ...] = ()
 
     @property
     def bot_token(self) -> Secret:
@@ -231,6 +255,7 @@ def load_config(
     }
     policy = sections["server"].key_permissions
     routes = parse_routes(raw.pop("routes", []), base, source, policy)
+    chat_defaults = parse_chat_defaults(raw.pop("chat_defaults", []), source)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -244,6 +269,7 @@ def load_config(
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
     _validate_delivery(sections["delivery"])
+    _validate_media(sections["media"])
 
     token = read_token(
         _resolve(base, telegram.token_file),
@@ -295,6 +321,9 @@ def load_config(
         ),
         source=source,
         sandbox_mode=token is None,
+        media=sections["media"],
+        media_dir=_resolve(base, sections["media"].dir),
+        chat_defaults=chat_defaults,
     )
 
 
@@ -428,6 +457,17 @@ def _check_unknown_env(env: Mapping[str, str]) -> None:
     for var in sorted(env):
         if var.startswith(ENV_PREFIX) and var not in known:
             raise ConfigError(f"environment variable {var} is not a known setting")
+
+
+def _validate_media(media: MediaSettings) -> None:
+    parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
+    for key in ("max_upload_bytes", "max_photo_bytes", "max_bytes_in_flight"):
+        if getattr(media, key) <= 0:
+            raise ConfigError(f"[media] {key} must be a positive number of bytes")
+    if media.max_bytes_in_flight < media.max_upload_bytes:
+        raise ConfigError("[media] max_bytes_in_flight must be at least max_upload_bytes")
+    if media.fetch_timeout <= 0:
+        raise ConfigError("[media] fetch_timeout must be a positive number of seconds")
 
 
 def _validate_delivery(delivery: DeliverySettings) -> None:
