@@ -30,6 +30,7 @@ from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
 from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
+from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.telegram import create_bot
 from gateway.worker import RetryBudget, Worker
@@ -94,8 +95,19 @@ def create_app(
         config.routes,
         app[keys.QUESTIONS],
     )
+    app[keys.PRUNER] = Pruner(
+        app[keys.QUEUE], config.queue.retention, on_pruned=app[keys.METRICS].pruned.inc
+    )
     app.cleanup_ctx.extend(
-        [_api_clients, _bot_session, _queue_storage, _service_calls, _worker_task, _expiry_task]
+        [
+            _api_clients,
+            _bot_session,
+            _queue_storage,
+            _service_calls,
+            _worker_task,
+            _expiry_task,
+            _retention_task,
+        ]
     )
     proxy.install(app, config)
     webhook.add_routes(app, config.telegram.webhook_path)
@@ -162,6 +174,12 @@ async def _service_calls(app: web.Application) -> AsyncIterator[None]:
 async def _expiry_task(app: web.Application) -> AsyncIterator[None]:
     """Questions past their timeout become `expired`."""
     async with _background(app[keys.QUESTIONS].run_expiry(), "question expiry"):
+        yield
+
+
+async def _retention_task(app: web.Application) -> AsyncIterator[None]:
+    """Final commands older than `[queue] retention` are deleted (stopped before the queue)."""
+    async with _background(app[keys.PRUNER].run(), "retention"):
         yield
 
 

@@ -15,6 +15,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
 from gateway.queue.base import Queue
+from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.worker import Worker
 
@@ -41,3 +42,4 @@ SIGNATURES = web.AppKey("signatures", SignatureVerifier)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SERVICES = web.AppKey("services", ServiceCaller)
 QUESTIONS = web.AppKey("questions", Questions)
+PRUNER = web.AppKey("pruner", Pruner)

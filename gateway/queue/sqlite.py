@@ -20,9 +20,12 @@ Nothing is cached in Python: the commands live in the file, and SQLite's page ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +73,20 @@ _PARTS = f"SELECT result FROM {PARTS_TABLE} WHERE command_id = ? ORDER BY part"
 _SAVE_PART = f"""INSERT OR REPLACE INTO {PARTS_TABLE} (command_id, part, result, saved_at)
     SELECT :id, :part, :result, :now WHERE EXISTS (SELECT 1 FROM {COMMANDS_TABLE} WHERE id = :id)"""
 
+
+# Oldest first along the created_at index: a command accepted at or after `before` was not
+# updated before it. Keyed commands stay until their idempotency window has passed.
+_PRUNE = f"""DELETE FROM {COMMANDS_TABLE} WHERE seq IN (
+    SELECT seq FROM {COMMANDS_TABLE}
+    WHERE created_at < :before AND updated_at < :before
+        AND status IN ('sent', 'failed', 'answered', 'expired')
+        AND (idempotency_key IS NULL OR created_at < :keyed_before)
+    ORDER BY created_at LIMIT :limit)
+    RETURNING id"""
+#: SQLite's `PRAGMA auto_vacuum` value for INCREMENTAL.
+_INCREMENTAL = 2
+#: The database's companion files (write-ahead log, shared-memory index).
+_SUFFIXES: Final = ("", "-wal", "-shm")
 
 _SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = ? AND update_id = ?"
 
@@ -265,6 +282,27 @@ class SqliteQueue(Queue):
 
         return await self._write(recover)
 
+    async def prune(self, before: float, limit: int) -> int:
+        keyed_before = min(before, time.time() - c.IDEMPOTENCY_WINDOW_SECONDS)
+        values = {"before": before, "keyed_before": keyed_before, "limit": limit}
+
+        def prune(db: sqlite3.Connection) -> int:
+            ids = db.execute(_PRUNE, values).fetchall()
+            if ids:
+                db.executemany(f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?", ids)
+                # Hand the freed pages back to the file system (truncated at checkpoint).
+                db.execute(f"PRAGMA incremental_vacuum({c.VACUUM_PAGES})").fetchall()
+            return len(ids)
+
+        return await self._write(prune)
+
+    def storage_bytes(self) -> int | None:
+        total = 0
+        for suffix in _SUFFIXES[:2]:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
     async def depth(self) -> int:
         rows = await self._read(f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE {_NOT_FINAL}", ())
         count: int = rows[0][0]
@@ -330,11 +368,12 @@ class SqliteQueue(Queue):
 
     def _connect(self) -> sqlite3.Connection:
         """In the database thread: open, configure, migrate; note the highest seq."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare_files()
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
+            self._auto_vacuum(db)
             self._configure(db)
             migrate(db, self.path)
             row = db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}").fetchone()
@@ -343,6 +382,48 @@ class SqliteQueue(Queue):
             raise
         self._seq = int(row[0])
         return db
+
+    def _prepare_files(self) -> None:
+        """Private files in a private directory: the database holds every message text.
+
+        SQLite creates the -wal and -shm files with the database file's mode, so a database
+        created (or chmod'ed) 0600 gives 0600 companions; existing ones are chmod'ed too. This
+        needs no process-wide umask, which would race with other threads creating files.
+        """
+        directory = self.path.parent
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)  # whatever the umask
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+        for suffix in _SUFFIXES:
+            path = f"{self.path}{suffix}"
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, 0o600)
+                    logger.info("queue database: %s was readable by others; now mode 0600", path)
+
+    def _auto_vacuum(self, db: sqlite3.Connection) -> None:
+        """Make deleted commands give their pages back (see `prune`): incremental auto-vacuum.
+
+        It takes effect when set before the first table is created; a database made by an
+        older gateway needs one VACUUM (a copy of the whole file, outside any transaction).
+        """
+        row = db.execute("PRAGMA auto_vacuum").fetchone()
+        if row is not None and row[0] == _INCREMENTAL:
+            return
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if tables is not None and tables[0]:
+            logger.warning(
+                "queue database %s: converting to incremental auto-vacuum (a one-time VACUUM; "
+                "this may take a while for a large database)",
+                self.path,
+            )
+            started = time.monotonic()
+            db.execute("VACUUM")
+            logger.info(
+                "queue database %s: converted in %.1f s", self.path, time.monotonic() - started
+            )
 
     def _configure(self, db: sqlite3.Connection) -> None:
         row = db.execute("PRAGMA journal_mode = WAL").fetchone()
