@@ -436,8 +436,7 @@ def parse_duration(value: Any, where: str) -> float:
             seconds = float(number) * (unit or 1.0)
     if seconds is None or not math.isfinite(seconds):
         raise ConfigError(
-            f"{where} must be a duration such as 3600, \"30s\", \"15m\", \"12h\" or \"7d\", "
-            f"not {value!r}"
+            f'{where} must be a duration such as 3600, "30s", "15m", "12h" or "7d", not {value!r}'
         )
     return seconds
 

@@ -516,6 +516,7 @@ class TestContract:
             7, kept + 4, T0 + kept + 4, "message.poll: missing", "nothing", "{}"
         )
         assert len(await queue.failed_updates(kept * 2)) == kept
+
     async def test_a_signature_is_accepted_once_per_client(self, queue: Queue) -> None:
         sig = "ab" * 32
         assert await queue.remember_signature("ci", sig, T0 + 300, T0)

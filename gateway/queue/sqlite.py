@@ -290,8 +290,7 @@ class SqliteQueue(Queue):
             ids = db.execute(_PRUNE, values).fetchall()
             if ids:
                 db.executemany(f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?", ids)
-                # Hand the freed pages back to the file system (truncated at checkpoint).
-                db.execute(f"PRAGMA incremental_vacuum({c.VACUUM_PAGES})").fetchall()
+                _vacuum(db, c.VACUUM_PAGES)
             return len(ids)
 
         return await self._write(prune)
@@ -553,6 +552,15 @@ def _row(command: Command) -> tuple[Any, ...]:
         command.client,
         _dump(command.meta) if command.meta else None,
     )
+
+
+def _vacuum(db: sqlite3.Connection, limit: int) -> None:
+    """Hand up to `limit` free pages back to the file system (the file shrinks at the next
+    checkpoint). One page per statement: Python's `execute` steps `PRAGMA incremental_vacuum`
+    only once, and `executescript` would commit the transaction it runs in."""
+    row = db.execute("PRAGMA freelist_count").fetchone()
+    for _ in range(min(row[0] if row else 0, limit)):
+        db.execute("PRAGMA incremental_vacuum(1)")
 
 
 def _with_parts(db: sqlite3.Connection, command: Command) -> Command:
