@@ -16,6 +16,11 @@ INSERT. Reads run in the same thread after the writes submitted before them.
 
 Nothing is cached in Python: the commands live in the file, and SQLite's page cache is bounded
 (`CACHE_KIB`). One process owns the file at a time (`seq` is allotted by the writer).
+
+The file stays bounded: `prune` deletes old final commands (see gateway/retention.py) and the
+database uses incremental auto-vacuum, so the pages they held go back to the file system (the
+file shrinks at the next checkpoint) instead of waiting on SQLite's free list. It is private:
+created 0600 in a directory created 0700, and SQLite gives its -wal and -shm files that mode.
 """
 
 from __future__ import annotations
