@@ -3,7 +3,9 @@
 The gateway (durable SQLite queue, `[queue] retention` of `--retention` seconds, flood limits
 raised far above the load) delivers to a sandbox whose limits are lifted too, over `--chats`
 private chats. Messages are enqueued through the HTTP API at a steady `--rate` per second
-(`--concurrency` connections) until `--commands` were accepted. Every `--interval` seconds the
+(`--concurrency` connections) until `--commands` were accepted, holding back while more than
+`--backlog` commands are queued: the worker sets the pace, since queued commands are not final
+and a growing backlog would be kept, as it should. Every `--interval` seconds the
 bench samples the database file plus its write-ahead log (`stat`), the gateway's VmRSS and its
 `/metrics` (accepted, sent, pruned, depth, `gateway_queue_database_bytes`). After the last
 202 it waits for the queue to drain, then one more retention period, to show the file giving
@@ -13,7 +15,7 @@ Expected shape: both grow during the first retention period (the rows of one per
 then stay flat while the pruner deletes as much as arrives [target: the figures at the end of
 the push within 1.25 x those one retention period in].
 
-    .venv/bin/python bench/soak.py [--commands 300000] [--retention 60] [--rate 1500]
+    .venv/bin/python bench/soak.py [--commands 300000] [--retention 60] [--rate 400]
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ LIFTED_CHAT = 10_000
 #: Upper bound of the drain after the push, and of the tail after it (on top of retention).
 DRAIN_LIMIT_SECONDS = 600.0
 TAIL_MARGIN_SECONDS = 20.0
+BACKPRESSURE_POLL_SECONDS = 0.5
 
 
 def database_bytes(path: Path) -> int:
@@ -105,18 +108,23 @@ class Sampler:
 
 async def push(
     http: aiohttp.ClientSession, url: str, args: argparse.Namespace
-) -> tuple[int, int, float]:
-    """POST `args.commands` messages at `args.rate`/s, round robin over the chats; return
-    (202 answers, other answers, seconds)."""
+) -> tuple[int, int, float, float]:
+    """POST `args.commands` messages at up to `args.rate`/s, round robin over the chats,
+    holding back while more than `args.backlog` wait in the queue; return (202 answers, other
+    answers, seconds, seconds held back)."""
     bodies = [enqueue_body(chat, f"soak {chat}") for chat in range(1, args.chats + 1)]
     counter = iter(range(args.commands))
     accepted = refused = 0
+    held = 0.0
     start = time.monotonic()
+    flowing = asyncio.Event()
+    flowing.set()
 
     async def lane() -> None:
         nonlocal accepted, refused
         for i in counter:
-            delay = start + i / args.rate - time.monotonic()
+            await flowing.wait()
+            delay = start + held + i / args.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             async with http.post(
@@ -128,15 +136,33 @@ async def push(
                 else:
                     refused += 1
 
-    await asyncio.gather(*(lane() for _ in range(args.concurrency)))
-    return accepted, refused, time.monotonic() - start
+    async def backpressure() -> None:
+        """The worker, not the client, sets the pace: a backlog would be kept (not final)."""
+        nonlocal held
+        while True:  # cancelled when the lanes are done
+            depth = (await scrape_metrics(http, url)).get("gateway_queue_depth", 0.0)
+            if depth > args.backlog:
+                flowing.clear()
+                held += BACKPRESSURE_POLL_SECONDS
+            else:
+                flowing.set()
+            await asyncio.sleep(BACKPRESSURE_POLL_SECONDS)
+
+    governor = asyncio.create_task(backpressure())
+    try:
+        await asyncio.gather(*(lane() for _ in range(args.concurrency)))
+    finally:
+        governor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await governor
+    return accepted, refused, time.monotonic() - start, held
 
 
 async def soak(gw: Service, http: aiohttp.ClientSession, db: Path, args: argparse.Namespace) -> Any:
     sampler = Sampler(gw, http, db, args.interval)
     sampling = asyncio.create_task(sampler.run())
     try:
-        accepted, refused, push_seconds = await push(http, gw.url, args)
+        accepted, refused, push_seconds, held = await push(http, gw.url, args)
         push_end = time.monotonic() - sampler.start
         sampler.phase = "drain"
         deadline = time.monotonic() + DRAIN_LIMIT_SECONDS
@@ -152,7 +178,7 @@ async def soak(gw: Service, http: aiohttp.ClientSession, db: Path, args: argpars
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
-    return sampler.samples, accepted, refused, push_seconds, push_end, drained
+    return sampler.samples, accepted, refused, push_seconds, held, push_end, drained
 
 
 def at(samples: list[dict[str, Any]], t: float) -> dict[str, Any]:
@@ -214,7 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             await create_chats(control, sandbox.url, range(1, args.chats + 1))
             async with gateway_process(ws, sandbox.url, http, env) as gw:
-                samples, accepted, refused, seconds, push_end, drained = await soak(
+                samples, accepted, refused, seconds, held, push_end, drained = await soak(
                     gw, http, db, args
                 )
                 peak = rss_kib(gw.pid, "VmHWM")
@@ -232,6 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "refused": refused,
         "push_seconds": round(seconds, 1),
         "push_rps": round(accepted / seconds, 1),
+        "held_back_seconds": round(held, 1),
         "drained_t": round(drained, 1),
         "peak_rss_kib": peak,
         "summary": summarise(samples, args.retention, push_end),
@@ -243,7 +270,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=300_000)
     parser.add_argument("--retention", type=float, default=60.0, help="seconds")
-    parser.add_argument("--rate", type=float, default=1500.0, help="enqueues per second")
+    parser.add_argument("--rate", type=float, default=400.0, help="most enqueues per second")
+    parser.add_argument("--backlog", type=int, default=2000, help="hold back while more are queued")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--chats", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")

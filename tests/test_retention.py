@@ -129,7 +129,7 @@ async def test_an_old_database_is_converted_once_to_incremental_vacuum(
     assert db.execute("PRAGMA auto_vacuum").fetchone() == (0,)
     db.close()
 
-    with caplog.at_level(logging.INFO, logger="gateway.queue.sqlite"):
+    with caplog.at_level(logging.INFO, logger="gateway.queue.files"):
         for _ in range(2):
             queue = SqliteQueue(path)
             await queue.open()

@@ -25,10 +25,8 @@ created 0600 in a directory created 0700, and SQLite gives its -wal and -shm fil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +37,7 @@ from typing import Any, Final, Literal, TypeVar, get_args
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import StartupError
+from gateway.queue import files
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.deadletters import NEWEST_FAILED, dead_letters
@@ -88,10 +87,6 @@ _PRUNE = f"""DELETE FROM {COMMANDS_TABLE} WHERE seq IN (
         AND (idempotency_key IS NULL OR created_at < :keyed_before)
     ORDER BY created_at LIMIT :limit)
     RETURNING id"""
-#: SQLite's `PRAGMA auto_vacuum` value for INCREMENTAL.
-_INCREMENTAL = 2
-#: The database's companion files (write-ahead log, shared-memory index).
-_SUFFIXES: Final = ("", "-wal", "-shm")
 
 _SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = ? AND update_id = ?"
 
@@ -295,17 +290,13 @@ class SqliteQueue(Queue):
             ids = db.execute(_PRUNE, values).fetchall()
             if ids:
                 db.executemany(f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?", ids)
-                _vacuum(db, c.VACUUM_PAGES)
+                files.give_back_free_pages(db, c.VACUUM_PAGES)
             return len(ids)
 
         return await self._write(prune)
 
     def storage_bytes(self) -> int | None:
-        total = 0
-        for suffix in _SUFFIXES[:2]:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(f"{self.path}{suffix}").st_size
-        return total
+        return files.size_on_disk(self.path)
 
     async def depth(self) -> int:
         rows = await self._read(f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE {_NOT_FINAL}", ())
@@ -372,12 +363,12 @@ class SqliteQueue(Queue):
 
     def _connect(self) -> sqlite3.Connection:
         """In the database thread: open, configure, migrate; note the highest seq."""
-        self._prepare_files()
+        files.make_private(self.path)
         # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
-            self._auto_vacuum(db)
+            files.use_incremental_vacuum(db, self.path)
             self._configure(db)
             migrate(db, self.path)
             row = db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}").fetchone()
@@ -386,48 +377,6 @@ class SqliteQueue(Queue):
             raise
         self._seq = int(row[0])
         return db
-
-    def _prepare_files(self) -> None:
-        """Private files in a private directory: the database holds every message text.
-
-        SQLite creates the -wal and -shm files with the database file's mode, so a database
-        created (or chmod'ed) 0600 gives 0600 companions; existing ones are chmod'ed too. This
-        needs no process-wide umask, which would race with other threads creating files.
-        """
-        directory = self.path.parent
-        if not directory.exists():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)  # whatever the umask
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
-        for suffix in _SUFFIXES:
-            path = f"{self.path}{suffix}"
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(path).st_mode & 0o077:
-                    os.chmod(path, 0o600)
-                    logger.info("queue database: %s was readable by others; now mode 0600", path)
-
-    def _auto_vacuum(self, db: sqlite3.Connection) -> None:
-        """Make deleted commands give their pages back (see `prune`): incremental auto-vacuum.
-
-        It takes effect when set before the first table is created; a database made by an
-        older gateway needs one VACUUM (a copy of the whole file, outside any transaction).
-        """
-        row = db.execute("PRAGMA auto_vacuum").fetchone()
-        if row is not None and row[0] == _INCREMENTAL:
-            return
-        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        if tables is not None and tables[0]:
-            logger.warning(
-                "queue database %s: converting to incremental auto-vacuum (a one-time VACUUM; "
-                "this may take a while for a large database)",
-                self.path,
-            )
-            started = time.monotonic()
-            db.execute("VACUUM")
-            logger.info(
-                "queue database %s: converted in %.1f s", self.path, time.monotonic() - started
-            )
 
     def _configure(self, db: sqlite3.Connection) -> None:
         row = db.execute("PRAGMA journal_mode = WAL").fetchone()
@@ -557,15 +506,6 @@ def _row(command: Command) -> tuple[Any, ...]:
         command.client,
         _dump(command.meta) if command.meta else None,
     )
-
-
-def _vacuum(db: sqlite3.Connection, limit: int) -> None:
-    """Hand up to `limit` free pages back to the file system (the file shrinks at the next
-    checkpoint). One page per statement: Python's `execute` steps `PRAGMA incremental_vacuum`
-    only once, and `executescript` would commit the transaction it runs in."""
-    row = db.execute("PRAGMA freelist_count").fetchone()
-    for _ in range(min(row[0] if row else 0, limit)):
-        db.execute("PRAGMA incremental_vacuum(1)")
 
 
 def _with_parts(db: sqlite3.Connection, command: Command) -> Command:
