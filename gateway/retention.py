@@ -3,8 +3,9 @@
 The pruner is a background task. It deletes small batches (`constants.PRUNE_BATCH` commands
 per transaction), pauses briefly between full batches so a backlog never monopolises the
 queue's writer, and sleeps when there is nothing left to delete. A storage error (disk full,
-I/O error) is logged once and retried with a growing back-off: retention is housekeeping, it
-must never take the gateway down.
+I/O error, a lock held by another program) is retried with a growing back-off, and reported
+by the queue's own health (one warning, /healthz): retention is housekeeping, it must never
+take the gateway down or fill its log.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from gateway import constants as c
+from gateway.errors import StorageError
 from gateway.queue.base import Queue
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,10 @@ class Pruner:
             try:
                 deleted = await self.prune_once()
             except Exception as exc:  # storage trouble: quietly try again later
-                # Once per streak at warning level; the retries of the streak at debug.
-                log = logger.debug if backoff else logger.warning
+                # A storage fault is the queue's to report (one warning, /healthz); anything
+                # else once per streak here. The retries of a streak at debug level.
+                quiet = backoff or isinstance(exc, StorageError)
+                log = logger.debug if quiet else logger.warning
                 backoff = min(c.PRUNE_BACKOFF_MAX_SECONDS, max(self.idle, backoff * 2))
                 log("pruning old commands failed (%s); retrying in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff)

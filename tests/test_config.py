@@ -120,6 +120,14 @@ def test_bot_token_from_environment_wins(tmp_path: Path) -> None:
         ({"config/gateway.toml": "[queue]\nretention = true\n"}, {}, "[queue] retention must be"),
         ({"config/gateway.toml": '[queue]\nretention = "1w"\n'}, {}, "[queue] retention must be"),
         ({}, {"GATEWAY_QUEUE_RETENTION": "0"}, "[queue] retention must be at least 1 second"),
+        ({}, {"GATEWAY_SERVER_HEAD_TIMEOUT": "0"}, "[server] head_timeout must be above 0"),
+        (
+            {"config/gateway.toml": "[server]\nbody_timeout = -1\n"},
+            {},
+            "[server] body_timeout must be above 0",
+        ),
+        ({}, {"GATEWAY_SERVER_IDLE_TIMEOUT": "nan"}, "[server] idle_timeout must be above 0"),
+        ({}, {"GATEWAY_SERVER_MAX_CONNECTIONS": "-1"}, "[server] max_connections must be 0"),
         ({"config/secrets/webhook_secret.txt": "a b"}, {}, "may only contain"),
     ],
 )

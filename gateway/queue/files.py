@@ -30,10 +30,7 @@ SUFFIXES: Final = ("", "-wal", "-shm")
 def make_private(path: Path) -> None:
     """Create the database file 0600 (its directory 0700) if missing; chmod existing files
     that others could read."""
-    directory = path.parent
-    if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)  # whatever the umask
+    make_directory(path)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
     for suffix in SUFFIXES:
         name = f"{path}{suffix}"
@@ -41,6 +38,15 @@ def make_private(path: Path) -> None:
             if os.stat(name).st_mode & 0o077:
                 os.chmod(name, 0o600)
                 logger.info("queue database: %s was readable by others; now mode 0600", name)
+
+
+def make_directory(path: Path) -> None:
+    """Create the database's directory 0700 if it is missing (one that exists is left as
+    it is: it may be shared, and its owner chose its mode)."""
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # whatever the umask
 
 
 def size_on_disk(path: Path) -> int:
