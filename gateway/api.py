@@ -163,7 +163,11 @@ def _wait_seconds(raw: str | None) -> float:
 async def metrics(request: web.Request) -> web.Response:
     """`GET /metrics` in Prometheus' text format."""
     registry = request.app[keys.METRICS]
-    registry.depth.set(await request.app[keys.QUEUE].depth())
+    queue = request.app[keys.QUEUE]
+    registry.depth.set(await queue.depth())
+    size = queue.storage_bytes()
+    if size is not None:
+        registry.database_bytes.set(size)
     return web.Response(
         body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -33,6 +33,7 @@ from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
 from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
+from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.telegram import create_bot
 from gateway.worker import RetryBudget, Worker
@@ -103,6 +104,9 @@ def create_app(
         config.routes,
         app[keys.QUESTIONS],
     )
+    app[keys.PRUNER] = Pruner(
+        app[keys.QUEUE], config.queue.retention, on_pruned=app[keys.METRICS].pruned.inc
+    )
     app.cleanup_ctx.extend(
         [
             _api_clients,
@@ -113,6 +117,7 @@ def create_app(
             _service_calls,
             _worker_task,
             _expiry_task,
+            _retention_task,
         ]
     )
     proxy.install(app, config)
@@ -212,6 +217,12 @@ async def _service_calls(app: web.Application) -> AsyncIterator[None]:
 async def _expiry_task(app: web.Application) -> AsyncIterator[None]:
     """Questions past their timeout become `expired`."""
     async with _background(app[keys.QUESTIONS].run_expiry(), "question expiry"):
+        yield
+
+
+async def _retention_task(app: web.Application) -> AsyncIterator[None]:
+    """Final commands older than `[queue] retention` are deleted (stopped before the queue)."""
+    async with _background(app[keys.PRUNER].run(), "retention"):
         yield
 
 

@@ -8,14 +8,16 @@ or variable at fault.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeAlias, get_args
 from urllib.parse import urlsplit
 
 from gateway import constants as c
@@ -42,6 +44,9 @@ QueueBackend = Literal["memory", "sqlite"]
 LongText = Literal["split", "truncate", "reject"]
 KeyPermissions = Literal["refuse", "warn"]
 UploadCertificate = Literal["auto", "always", "never"]
+#: Seconds, written in the file as a number or as "30s", "15m", "12h", "7d".
+Duration: TypeAlias = float
+_DURATION_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 CHOICES: dict[str, tuple[str, ...]] = {
     "QueueBackend": get_args(QueueBackend),
     "LongText": get_args(LongText),
@@ -123,6 +128,10 @@ class QueueSettings:
 
     backend: QueueBackend = "sqlite"
     path: str = c.DEFAULT_QUEUE_PATH
+    #: How long a final command (sent, failed, answered, expired) is kept after it became
+    #: final; then it is deleted and its id answers 404. Idempotency keys are honoured for
+    #: their 24 h whatever this says.
+    retention: Duration = c.DEFAULT_RETENTION_SECONDS
 
 
 @dataclass(frozen=True)
@@ -270,6 +279,7 @@ def load_config(
     _validate(server, telegram)
     _validate_delivery(sections["delivery"])
     _validate_media(sections["media"])
+    _validate_queue(sections["queue"])
 
     token = read_token(
         _resolve(base, telegram.token_file),
@@ -433,6 +443,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool
             except ValueError:
                 pass
         raise ConfigError(f"{where} must be a number, not {value!r}")
+    if kind == "Duration":
+        return parse_duration(value, where)
     if kind in CHOICES:
         if value in CHOICES[kind]:
             return value
@@ -446,6 +458,24 @@ def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be a string, not {value!r}")
     return value
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from a number or a string like "90", "30s", "15m", "12h" or "7d"."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:], 0.0) if text else 0.0
+        number = text[:-1] if unit else text
+        with contextlib.suppress(ValueError):
+            seconds = float(number) * (unit or 1.0)
+    if seconds is None or not math.isfinite(seconds):
+        raise ConfigError(
+            f'{where} must be a duration such as 3600, "30s", "15m", "12h" or "7d", not {value!r}'
+        )
+    return seconds
 
 
 def _check_unknown_env(env: Mapping[str, str]) -> None:
@@ -468,6 +498,14 @@ def _validate_media(media: MediaSettings) -> None:
         raise ConfigError("[media] max_bytes_in_flight must be at least max_upload_bytes")
     if media.fetch_timeout <= 0:
         raise ConfigError("[media] fetch_timeout must be a positive number of seconds")
+
+
+def _validate_queue(queue: QueueSettings) -> None:
+    if queue.retention < c.MIN_RETENTION_SECONDS:
+        raise ConfigError(
+            f"[queue] retention must be at least {c.MIN_RETENTION_SECONDS:g} second, "
+            f"not {queue.retention:g}"
+        )
 
 
 def _validate_delivery(delivery: DeliverySettings) -> None:

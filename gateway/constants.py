@@ -58,6 +58,9 @@ PRIVATE_KEY_FILENAME: Final = "key.pem"
 DEFAULT_CERT_DAYS: Final = 365
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
+#: Default of `[queue] retention`: final commands are kept this long (seconds), then deleted.
+DEFAULT_RETENTION_SECONDS: Final = 7 * 86400.0
+MIN_RETENTION_SECONDS: Final = 1.0
 
 # --- Queue storage ------------------------------------------------------------------------------
 #: Space kept in `<queue>.reserve` and given up when the disk fills, so the write-ahead log can
@@ -193,3 +196,15 @@ SHUTDOWN_GRACE_SECONDS: Final = 5.0
 #: Default request timeout for Bot API calls (`[telegram] request_timeout`), and its ceiling.
 BOT_API_TIMEOUT_SECONDS: Final = 30.0
 MAX_BOT_API_TIMEOUT_SECONDS: Final = 600.0
+
+# --- Retention ----------------------------------------------------------------------------------
+#: Final commands deleted per transaction: small, so a prune never holds the writer for long.
+PRUNE_BATCH: Final = 500
+#: Pause between two full batches (a backlog is worked off without monopolising the writer).
+PRUNE_PAUSE_SECONDS: Final = 0.05
+#: Longest pause when there was nothing (more) to prune; shorter for a short retention.
+PRUNE_IDLE_SECONDS: Final = 60.0
+#: Longest back-off after a storage error.
+PRUNE_BACKOFF_MAX_SECONDS: Final = 300.0
+#: Free pages handed back to the file system after each prune (4 KiB each).
+VACUUM_PAGES: Final = 4096

@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
 from gateway.queue.base import Queue
+from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.worker import Worker
 
@@ -45,3 +46,4 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SERVICES = web.AppKey("services", ServiceCaller)
 QUESTIONS = web.AppKey("questions", Questions)
 MEDIA = web.AppKey("media", MediaService)
+PRUNER = web.AppKey("pruner", Pruner)
