@@ -13,4 +13,5 @@ $PY bench/delivery.py
 $PY bench/latency.py
 $PY bench/memory.py
 $PY bench/outage.py
+$PY bench/media.py
 $PY bench/inlets.py

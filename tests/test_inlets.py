@@ -68,6 +68,21 @@ def am_payload(
     }
 
 
+async def texts(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The bot's text messages in GROUP (not the service message of a topic's creation)."""
+    return [m for m in await sandbox.messages(GROUP) if m.get("text")]
+
+
+async def forum_topic(sandbox: Sandbox) -> int:
+    """Make GROUP a forum and open a topic in it; the topic's message_thread_id."""
+    body = {"chat_id": GROUP, "type": "supergroup", "bot_id": BOT_ID, "is_forum": True}
+    await sandbox.control("POST", "chats", body)
+    answer = await sandbox.bot_api("createForumTopic", chat_id=GROUP, name="alerts")
+    assert answer["ok"], answer
+    topic: int = answer["result"]["message_thread_id"]
+    return topic
+
+
 async def start(
     gateway_factory: GatewayFactory,
     workspace: Workspace,
@@ -112,23 +127,24 @@ async def test_alertmanager_auth_and_format(
 async def test_group_messages_are_edited_and_survive_a_restart(
     gateway_factory: GatewayFactory, workspace: Workspace, sandbox: Sandbox
 ) -> None:
-    toml = inlet_toml("prod", "alertmanager", [GROUP, f"{GROUP}:42"])
+    topic = await forum_topic(sandbox)
+    toml = inlet_toml("prod", "alertmanager", [GROUP, f"{GROUP}:{topic}"])
     async with await start(gateway_factory, workspace, sandbox, toml) as gw:
         code, _ = await post(gw, "prod", am_payload("Disk", ("a", "firing")), bearer())
         assert code == 202
-        await eventually(lambda: sandbox.messages(GROUP), lambda found: len(found) == 2)
+        await eventually(lambda: texts(sandbox), lambda found: len(found) == 2)
     # A new process, the same database: the group's messages are still the ones to edit.
     async with await start(gateway_factory, workspace, sandbox, toml) as gw:
         body = am_payload("Disk", ("a", "firing"), ("b", "firing"))
         code, _ = await post(gw, "prod", body, bearer())
         assert code == 202
         found = await eventually(
-            lambda: sandbox.messages(GROUP), lambda found: all("x2" in m["text"] for m in found)
+            lambda: texts(sandbox), lambda found: all("x2" in m["text"] for m in found)
         )
         assert len(found) == 2
         body = am_payload("Disk", ("a", "resolved"), ("b", "resolved"))
         code, _ = await post(gw, "prod", body, bearer())
-        found = await eventually(lambda: sandbox.messages(GROUP), lambda found: len(found) == 4)
+        found = await eventually(lambda: texts(sandbox), lambda found: len(found) == 4)
         assert sum("RESOLVED" in m["text"] for m in found) == 2
         assert sum(m["text"] == "✅ Resolved: Disk" for m in found) == 2
 
@@ -349,16 +365,17 @@ async def test_topics_and_quiet_hours_reach_telegram(
     proxy = f"http://127.0.0.1:{runner.addresses[0][1]}"
     now = datetime.now(UTC)
     quiet = f"{(now - timedelta(hours=1)):%H:%M}-{(now + timedelta(hours=1)):%H:%M} UTC"
-    toml = inlet_toml("prod", "alertmanager", [f"{GROUP}:42"], quiet_hours=quiet)
+    topic = await forum_topic(sandbox)
+    toml = inlet_toml("prod", "alertmanager", [f"{GROUP}:{topic}"], quiet_hours=quiet)
     try:
         env = {"GATEWAY_TELEGRAM_API_BASE": proxy}
         async with await start(gateway_factory, workspace, sandbox, toml, env) as gw:
             code, _ = await post(gw, "prod", am_payload("Night", ("a", "firing")), bearer())
             assert code == 202
-            await sandbox.wait_messages(GROUP, 1)
+            await eventually(lambda: texts(sandbox), bool)
     finally:
         await runner.cleanup()
     [(_, body)] = [(method, body) for method, body in calls if method == "sendMessage"]
     text = body.decode()
-    assert "message_thread_id" in text and "42" in text
+    assert "message_thread_id" in text and str(topic) in text
     assert "disable_notification" in text and "true" in text.lower()

@@ -148,8 +148,10 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"""CREATE INDEX {FAILED_UPDATES_TABLE}_received
             ON {FAILED_UPDATES_TABLE} (received_at)""",
     ),
-    # 7 and 8 belong to the retention and rich-messages work; placeholders until merged.
-    7: (),
+    # Retention: the pruner walks commands oldest first. `created_at` never changes, so this
+    # index costs one append per new command and nothing when a command changes status.
+    7: (f"CREATE INDEX {COMMANDS_TABLE}_created ON {COMMANDS_TABLE} (created_at)",),
+    # 8 belongs to the rich-messages work: a placeholder until it is merged.
     8: (),
     # Inlets: the message each alert group (or storm) is shown in, across restarts.
     9: threads.MIGRATION,
