@@ -59,6 +59,16 @@ DEFAULT_CERT_DAYS: Final = 365
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
 
+# PostgreSQL queue backend
+#: Advisory lock held while the schema is migrated (replicas starting together wait for it).
+PG_SCHEMA_LOCK: Final = 0x7467_5F73_6368_656D  # "tg_schem"
+#: Connections each replica keeps to the database, at most.
+PG_POOL_SIZE: Final = 10
+#: Seconds a connection attempt or a statement may take before the database is deemed
+#: unavailable (the API answers 503 storage_unavailable).
+PG_CONNECT_TIMEOUT: Final = 5.0
+PG_COMMAND_TIMEOUT: Final = 10.0
+
 # Sandbox
 SANDBOX_HOST: Final = "127.0.0.1"
 SANDBOX_PORT: Final = 8081

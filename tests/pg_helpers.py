@@ -66,9 +66,23 @@ class PgServer:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run `sql` through psql as the superuser (over TCP, like the gateway)."""
         done = subprocess.run(
-            [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-             "-d", self.dsn(database), "-c", sql],
-            capture_output=True, text=True, timeout=30, check=False,
+            [
+                str(self.bin_dir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                self.dsn(database),
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         if done.returncode:
             raise RuntimeError(f"psql failed: {done.stderr.strip()}")
@@ -110,8 +124,13 @@ def _run_as(user: str | None, argv: list[str], timeout: float) -> None:
             os.setuid(entry.pw_uid)
 
     done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, check=False,
-        preexec_fn=preexec, cwd="/",
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        preexec_fn=preexec,
+        cwd="/",
     )
     if done.returncode:
         raise RuntimeError(f"{Path(argv[0]).name} failed: {done.stderr.strip() or done.stdout}")
@@ -144,8 +163,19 @@ def running_postgres() -> Iterator[PgServer]:
         server = PgServer(bin_dir, root, free_port(), user)
         _run_as(
             user,
-            [str(bin_dir / "initdb"), "-D", str(server.data), "-U", SUPERUSER, "-E", "UTF8",
-             "--locale=C", "--no-instructions", "-A", "reject"],
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(server.data),
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+                "-A",
+                "reject",
+            ],
             120,
         )
         # Trust for loopback TCP only: no socket, no other address may connect at all.

@@ -1,0 +1,482 @@
+"""A queue in PostgreSQL: what several replicas of the gateway share (issue 11).
+
+Every method is one statement or one transaction on a pooled asyncpg connection, committed
+before it returns (PostgreSQL's default `synchronous_commit = on`: the commit is on the
+server's disk, and on its synchronous standbys if it has any). The semantics are the SQLite
+queue's; what differs is that several processes may use the database at once:
+
+- a lane's claim takes a transaction-level advisory lock on the lane, so two claimers never
+  both see it free, and a lane with a command `sending` gives none (one in flight per lane,
+  even when a command accepted concurrently gets a lower `seq` but commits later);
+- `seq` comes from a sequence, so it orders the commands of one `put`, and those of puts that
+  did not overlap in time.
+
+The database being unreachable (refused, reset, timed out, shutting down) is raised as
+`QueueSyncError`, as SQLite's failed sync is: the API answers 503 `storage_unavailable`, the
+worker retries in a second, and the pool reconnects once the server is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final, TypeAlias
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from gateway import constants as c
+from gateway.commands import Command, Status
+from gateway.errors import QueueSyncError, StartupError
+from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
+from gateway.queue.pg_schema import MIGRATED_TABLE, RATE_TABLE, migrate
+from gateway.queue.schema import (
+    COLUMNS,
+    COMMANDS_TABLE,
+    FAILED_UPDATES_TABLE,
+    PARTS_TABLE,
+    SIGNATURES_TABLE,
+    UPDATES_TABLE,
+)
+from gateway.queue.sqlite import _dump, _load, _row
+
+logger = logging.getLogger(__name__)
+
+#: A connection lent by the pool.
+Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+#: What "the database is not there" looks like through asyncpg.
+UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # disk full, too many connections
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, mid-failover
+)
+
+_NOT_FINAL = "status IN ('queued', 'sending')"
+_SELECT = f"SELECT {COLUMNS} FROM {COMMANDS_TABLE}"
+# A lane's head: a command `sending` first (the lane is busy), else its oldest queued one.
+_HEADS = f"""SELECT DISTINCT ON (lane) lane, status, not_before FROM {COMMANDS_TABLE}
+    WHERE {_NOT_FINAL} ORDER BY lane, status = 'sending' DESC, seq"""
+_HEAD = f"""SELECT id, status, not_before FROM {COMMANDS_TABLE} WHERE lane = $1 AND {_NOT_FINAL}
+    ORDER BY status = 'sending' DESC, seq LIMIT 1"""
+_CLAIM = f"""UPDATE {COMMANDS_TABLE}
+    SET status = 'sending', attempts = attempts + 1, updated_at = $2
+    WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}"""
+_INSERT = f"""INSERT INTO {COMMANDS_TABLE} ({COLUMNS.replace("seq, ", "")})
+    SELECT id, lane, method, params, status, attempts, created_at, updated_at, not_before,
+        result, error, idempotency_key, client, meta
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+        $7::float8[], $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[],
+        $13::text[], $14::text[])
+        WITH ORDINALITY AS t(id, lane, method, params, status, attempts, created_at,
+            updated_at, not_before, result, error, idempotency_key, client, meta, n)
+    ORDER BY n
+    RETURNING id, seq"""
+_PARTS = f"SELECT result FROM {PARTS_TABLE} WHERE command_id = $1 ORDER BY part"
+_SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = $1 AND update_id = $2"
+
+
+class PostgresQueue(Queue):
+    """Commands in a PostgreSQL database, shared by every replica that points at it."""
+
+    def __init__(self, dsn: str, *, pool_size: int = c.PG_POOL_SIZE) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        #: When this replica last deleted expired signatures.
+        self._signatures_swept = 0.0
+
+    @property
+    def where(self) -> str:
+        """The database for messages: host, port and name, never the user or password."""
+        parts = urlsplit(self._dsn)
+        return f"postgresql://{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
+
+    async def open(self) -> None:
+        """Connect, and migrate the schema (under an advisory lock) before anything else."""
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=c.PG_CONNECT_TIMEOUT,
+                command_timeout=c.PG_COMMAND_TIMEOUT,
+            )
+        except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise StartupError(f"cannot open the queue database {self.where}: {exc}") from None
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, self.where)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def put(self, commands: Sequence[Command]) -> None:
+        if not commands:
+            return
+        async with self._connection() as conn:
+            seqs = await _insert(conn, commands)
+        for command in commands:
+            command.seq = seqs[command.id]
+
+    async def get(self, command_id: str) -> Command | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(f"{_SELECT} WHERE id = $1", command_id)
+            return await _with_parts(conn, _command(row)) if row else None
+
+    async def find_idempotent(self, key: str, since: float) -> Command | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"{_SELECT} WHERE idempotency_key = $1 AND created_at >= $2 ORDER BY seq LIMIT 1",
+                key,
+                since,
+            )
+        return _command(row) if row else None
+
+    async def lanes(self) -> dict[str, float]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(_HEADS)
+        return {row["lane"]: row["not_before"] for row in rows if row["status"] == "queued"}
+
+    async def head_due(self, chat: str) -> float | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(_HEAD, chat)
+        if row is None or row["status"] != "queued":
+            return None
+        due: float = row["not_before"]
+        return due
+
+    async def claim(self, chat: str, now: float) -> Command | None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", chat)
+            head = await conn.fetchrow(_HEAD, chat)
+            if head is None or head["status"] != "queued" or head["not_before"] > now:
+                return None
+            row = await conn.fetchrow(_CLAIM, head["id"], now)
+            return await _with_parts(conn, _command(row)) if row else None
+
+    async def complete(
+        self, command_id: str, result: Any, now: float, status: Status = Status.SENT
+    ) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await self._update(
+                conn,
+                f"UPDATE {COMMANDS_TABLE} SET status = $2, result = $3, updated_at = $4 "
+                "WHERE id = $1",
+                command_id,
+                status.value,
+                _dump(result),
+                now,
+            )
+            # A split message's result (a list) takes the place of the parts saved on the way.
+            if isinstance(result, list):
+                await conn.execute(f"DELETE FROM {PARTS_TABLE} WHERE command_id = $1", command_id)
+
+    async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
+        async with self._connection() as conn:
+            await self._update(
+                conn,
+                f"UPDATE {COMMANDS_TABLE} SET status = 'failed', error = $2, updated_at = $3 "
+                "WHERE id = $1",
+                command_id,
+                _dump(error),
+                now,
+            )
+
+    async def retry(
+        self,
+        command_id: str,
+        not_before: float,
+        now: float,
+        error: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        refund: bool = False,
+    ) -> None:
+        # The command keeps its seq, so it stays the head of its lane; final stays final.
+        async with self._connection() as conn:
+            await self._update(
+                conn,
+                f"""UPDATE {COMMANDS_TABLE}
+                    SET status = 'queued', not_before = $2, updated_at = $3, error = $4,
+                        params = coalesce($5, params), attempts = attempts - $6
+                    WHERE id = $1 AND {_NOT_FINAL}""",
+                command_id,
+                not_before,
+                now,
+                _dump(error),
+                _dump(params),
+                int(refund),
+            )
+
+    async def save_part(self, command_id: str, part: int, result: Any, now: float) -> None:
+        async with self._connection() as conn:
+            status = await conn.execute(
+                f"""INSERT INTO {PARTS_TABLE} (command_id, part, result, saved_at)
+                    SELECT $1, $2, $3, $4
+                    WHERE EXISTS (SELECT 1 FROM {COMMANDS_TABLE} WHERE id = $1)
+                    ON CONFLICT (command_id, part)
+                    DO UPDATE SET result = excluded.result, saved_at = excluded.saved_at""",
+                command_id,
+                part,
+                _dump(result),
+                now,
+            )
+        if _count(status) == 0:
+            raise KeyError(command_id)
+
+    async def recover(self) -> int:
+        async with self._connection() as conn:
+            status = await conn.execute(
+                f"UPDATE {COMMANDS_TABLE} SET status = 'queued' WHERE status = 'sending'"
+            )
+        return _count(status)
+
+    async def depth(self) -> int:
+        async with self._connection() as conn:
+            count: int = await conn.fetchval(
+                f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE {_NOT_FINAL}"
+            )
+        return count
+
+    # --- questions --------------------------------------------------------------------------
+
+    async def awaiting(self) -> list[Command]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(f"{_SELECT} WHERE status = 'awaiting_reply' ORDER BY seq")
+        return [_command(row) for row in rows]
+
+    async def settle_question(
+        self, command_id: str, status: Status, reply: dict[str, Any], now: float
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT status, meta FROM {COMMANDS_TABLE} WHERE id = $1 FOR UPDATE", command_id
+            )
+            if row is None:
+                raise KeyError(command_id)
+            if row["status"] != Status.AWAITING_REPLY.value:
+                return False
+            meta = {**(_load(row["meta"]) or {}), "reply": reply}
+            await conn.execute(
+                f"UPDATE {COMMANDS_TABLE} SET status = $2, meta = $3, updated_at = $4 "
+                "WHERE id = $1",
+                command_id,
+                status.value,
+                _dump(meta),
+                now,
+            )
+            return True
+
+    # --- replay cache, webhook updates --------------------------------------------------------
+
+    async def remember_signature(
+        self, client: str, signature: str, expires: float, now: float
+    ) -> bool:
+        async with self._connection() as conn:
+            if now - self._signatures_swept >= 1.0:
+                self._signatures_swept = now
+                await conn.execute(f"DELETE FROM {SIGNATURES_TABLE} WHERE expires < $1", now)
+            # A row that expired but was not swept yet gives way to the new one.
+            status = await conn.execute(
+                f"""INSERT INTO {SIGNATURES_TABLE} (client, signature, expires)
+                    VALUES ($1, $2, $3)
+                    ON CONFLICT (client, signature) DO UPDATE SET expires = excluded.expires
+                    WHERE {SIGNATURES_TABLE}.expires < $4""",
+                client,
+                signature,
+                expires,
+                now,
+            )
+        return _count(status) > 0
+
+    async def update_seen(self, bot_id: int, update_id: int, digest: str) -> bool:
+        async with self._connection() as conn:
+            seen = await conn.fetchval(_SEEN, bot_id, update_id)
+        return bool(seen == digest)
+
+    async def record_update(
+        self, record: UpdateRecord, commands: Sequence[Command], forget_before: float
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            # A concurrent re-send of the same update waits here for this one's commit, then
+            # finds its digest and stores nothing.
+            stored = await conn.fetchval(
+                f"""INSERT INTO {UPDATES_TABLE} (bot_id, update_id, digest, received_at)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (bot_id, update_id) DO UPDATE
+                    SET digest = excluded.digest, received_at = excluded.received_at
+                    WHERE {UPDATES_TABLE}.digest <> excluded.digest
+                    RETURNING true""",
+                record.bot_id,
+                record.update_id,
+                record.digest,
+                record.received_at,
+            )
+            if not stored:
+                return False
+            await conn.execute(f"DELETE FROM {UPDATES_TABLE} WHERE received_at < $1", forget_before)
+            failure = record.failure
+            if failure is not None:
+                await conn.execute(
+                    f"""INSERT INTO {FAILED_UPDATES_TABLE}
+                        (bot_id, update_id, received_at, error, handled, body)
+                        VALUES ($1, $2, $3, $4, $5, $6)""",
+                    failure.bot_id,
+                    failure.update_id,
+                    failure.received_at,
+                    failure.error,
+                    failure.handled,
+                    failure.body,
+                )
+                await conn.execute(
+                    f"""DELETE FROM {FAILED_UPDATES_TABLE} WHERE seq <=
+                        (SELECT max(seq) FROM {FAILED_UPDATES_TABLE}) - $1""",
+                    c.FAILED_UPDATES_KEPT,
+                )
+            seqs = await _insert(conn, commands) if commands else {}
+        for command in commands:
+            command.seq = seqs[command.id]
+        return True
+
+    async def failed_updates(self, limit: int) -> list[FailedUpdate]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"""SELECT bot_id, update_id, received_at, error, handled, body
+                    FROM {FAILED_UPDATES_TABLE} ORDER BY seq DESC LIMIT $1""",
+                limit,
+            )
+        return [FailedUpdate(**dict(row)) for row in rows]
+
+    # --- state shared by replicas -------------------------------------------------------------
+
+    async def take_token(self, client: str, rate: float, now: float) -> float:
+        """The REST API's rate limit, one bucket per client for every replica: 0 when a
+        request is allowed now, else seconds until one is.
+
+        The same limit as gateway.guards.RateLimiter (`rate` per second, bursts of up to
+        max(1, rate)), kept as a generic cell rate: the row holds the theoretical arrival time
+        of the next request, and one atomic upsert both checks and advances it, so requests
+        spread over replicas add up to the one limit. `now` is wall-clock time (shared by
+        every replica).
+        """
+        interval = 1.0 / rate
+        tolerance = (max(1.0, rate) - 1.0) * interval
+        async with self._connection() as conn:
+            allowed = await conn.fetchval(
+                f"""INSERT INTO {RATE_TABLE} AS b (client, tat) VALUES ($1, $2 + $3)
+                    ON CONFLICT (client) DO UPDATE SET tat = greatest(b.tat, $2) + $3
+                    WHERE greatest(b.tat, $2) - $2 <= $4
+                    RETURNING true""",
+                client,
+                now,
+                interval,
+                tolerance,
+            )
+            if allowed:
+                return 0.0
+            tat: float = await conn.fetchval(
+                f"SELECT tat FROM {RATE_TABLE} WHERE client = $1", client
+            )
+        return max(interval / 1000, tat - now - tolerance)
+
+    async def migrated_chats(self) -> dict[str, int]:
+        """Every chat Telegram moved to a supergroup: lane → the new chat id."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(f"SELECT lane, chat_id FROM {MIGRATED_TABLE}")
+        return {row["lane"]: row["chat_id"] for row in rows}
+
+    async def save_migrated_chat(self, lane: str, chat_id: int) -> None:
+        """Remember that the chat of `lane` is now `chat_id` (for every replica, for good)."""
+        async with self._connection() as conn:
+            await conn.execute(
+                f"""INSERT INTO {MIGRATED_TABLE} (lane, chat_id) VALUES ($1, $2)
+                    ON CONFLICT (lane) DO UPDATE SET chat_id = excluded.chat_id""",
+                lane,
+                chat_id,
+            )
+
+    # --- the connection -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; the database being unreachable becomes `QueueSyncError`."""
+        if self._pool is None:
+            raise RuntimeError("the queue is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise _unavailable(self.where, exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if "closed" not in str(exc):
+                raise
+            raise _unavailable(self.where, exc) from exc
+
+    async def _update(self, conn: Conn, sql: str, command_id: str, *args: Any) -> None:
+        """Run one UPDATE of a command; KeyError when there is no such command."""
+        if _count(await conn.execute(sql, command_id, *args)):
+            return
+        if not await conn.fetchval(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = $1", command_id):
+            raise KeyError(command_id)
+
+
+def _unavailable(where: str, exc: BaseException) -> QueueSyncError:
+    logger.warning("the queue database %s is unavailable: %s", where, exc or type(exc).__name__)
+    return QueueSyncError(f"the queue database is unavailable ({type(exc).__name__})")
+
+
+def _count(status: str) -> int:
+    """The row count of a command tag ("UPDATE 3", "INSERT 0 1")."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _insert(conn: Conn, commands: Sequence[Command]) -> dict[str, int]:
+    """Insert the commands (one statement, numbered in order); their seq by id."""
+    rows = [_row(command) for command in commands]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    found = await conn.fetch(_INSERT, *columns)
+    return {row["id"]: row["seq"] for row in found}
+
+
+async def _with_parts(conn: Conn, command: Command) -> Command:
+    """A split message not complete yet: its result is the list of the parts saved so far."""
+    if command.result is None and command.method == "sendMessage":
+        parts = await conn.fetch(_PARTS, command.id)
+        if parts:
+            command.result = [_load(row["result"]) for row in parts]
+    return command
+
+
+def _command(row: asyncpg.Record) -> Command:
+    command = Command(
+        method=row["method"],
+        params=_load(row["params"]),
+        id=row["id"],
+        status=Status(row["status"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        not_before=row["not_before"],
+        result=_load(row["result"]),
+        error=_load(row["error"]),
+        idempotency_key=row["idempotency_key"],
+        seq=row["seq"],
+        client=row["client"],
+        meta=_load(row["meta"]) or {},
+    )
+    # Assigned after construction: __post_init__ would derive them when they are falsy.
+    command.updated_at, command.lane = row["updated_at"], row["lane"]
+    return command
