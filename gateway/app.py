@@ -28,6 +28,7 @@ from gateway.outbox import Outbox
 from gateway.questions import Questions
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
+from gateway.queue.postgres import PostgresQueue
 from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
 from gateway.services import ServiceCaller
@@ -52,8 +53,12 @@ def create_app(
     )
     app[keys.CONFIG] = config
     app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
-    app[keys.RATE_LIMITER] = RateLimiter()
     app[keys.QUEUE] = queue or _make_queue(config)
+    # On PostgreSQL the limit is shared: a client cannot multiply it by spreading requests.
+    store = app[keys.QUEUE]
+    app[keys.RATE_LIMITER] = RateLimiter(
+        shared=store if isinstance(store, PostgresQueue) else None
+    )
     app[keys.BOT] = create_bot(
         config.bot_token.reveal(), config.telegram.api_base, config.telegram.request_timeout
     )
@@ -106,6 +111,8 @@ def create_app(
 def _make_queue(config: Config) -> Queue:
     if config.queue.backend == "memory":
         return MemoryQueue()
+    if config.queue.backend == "postgres":
+        return PostgresQueue(config.queue_dsn.reveal())
     return SqliteQueue(config.queue_path)
 
 

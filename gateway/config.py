@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "GATEWAY_"
 ENV_CONFIG = "GATEWAY_CONFIG"
 
-QueueBackend = Literal["memory", "sqlite"]
+QueueBackend = Literal["memory", "sqlite", "postgres"]
 LongText = Literal["split", "truncate", "reject"]
 KeyPermissions = Literal["refuse", "warn"]
 UploadCertificate = Literal["auto", "always", "never"]
@@ -114,6 +114,18 @@ class QueueSettings:
 
     backend: QueueBackend = "sqlite"
     path: str = c.DEFAULT_QUEUE_PATH
+    #: The `postgres` backend's database, `postgresql://user@host:port/db`. It may hold a
+    #: password: prefer `dsn_file` (or GATEWAY_QUEUE_DSN) to keep it out of the config file.
+    dsn: str = ""
+    #: A secrets file (mode 0600) holding the DSN; used when `dsn` is empty.
+    dsn_file: str = ""
+
+    def __repr__(self) -> str:  # the DSN may carry a password
+        dsn = "'***'" if self.dsn else "''"
+        return (
+            f"QueueSettings(backend={self.backend!r}, path={self.path!r}, dsn={dsn}, "
+            f"dsn_file={self.dsn_file!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,8 @@ class Config:
     private_key_path: Path
     queue_path: Path
     clients_path: Path
+    #: The `postgres` backend's DSN (from `dsn`, `dsn_file` or GATEWAY_QUEUE_DSN).
+    queue_dsn: Secret = field(default_factory=lambda: Secret(""))
     #: Bot commands dispatched to internal services (`[[routes]]`).
     routes: tuple[Route, ...] = ()
     #: Key that signs answers POSTed to `callback_url`s.
@@ -276,6 +290,7 @@ def load_config(
         private_key_path=key,
         queue_path=_resolve(base, sections["queue"].path),
         clients_path=_resolve(base, server.clients_file),
+        queue_dsn=_queue_dsn(base, sections["queue"], source, policy),
         routes=routes,
         callback_secret=Secret(
             read_or_create_secret(
@@ -288,6 +303,31 @@ def load_config(
         source=source,
         sandbox_mode=token is None,
     )
+
+
+def _queue_dsn(base: Path, queue: QueueSettings, source: str, policy: str) -> Secret:
+    """The postgres backend's DSN: `dsn` (or GATEWAY_QUEUE_DSN), else the `dsn_file`."""
+    if queue.backend != "postgres":
+        return Secret("")
+    where = f"{source}: [queue] dsn"
+    dsn = queue.dsn.strip()
+    if not dsn and queue.dsn_file:
+        where = f"[queue] dsn_file {queue.dsn_file}"
+        path = _resolve(base, queue.dsn_file)
+        check_permissions(path, queue.dsn_file, policy)
+        try:
+            dsn = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(f"{where}: cannot read the DSN file") from None
+    if not dsn:
+        raise ConfigError(
+            f'{source}: [queue] backend = "postgres" needs dsn, dsn_file or GATEWAY_QUEUE_DSN '
+            "(postgresql://user@host:port/database)"
+        )
+    if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
+        # Never echo the value: it may hold a password.
+        raise ConfigError(f"{where}: not a PostgreSQL URL (expected postgresql://...)")
+    return Secret(dsn)
 
 
 def clients_file_of(path: str | None, env: Mapping[str, str]) -> Path:

@@ -377,9 +377,11 @@ class PostgresQueue(Queue):
         tolerance = (max(1.0, rate) - 1.0) * interval
         async with self._connection() as conn:
             allowed = await conn.fetchval(
-                f"""INSERT INTO {RATE_TABLE} AS b (client, tat) VALUES ($1, $2 + $3)
-                    ON CONFLICT (client) DO UPDATE SET tat = greatest(b.tat, $2) + $3
-                    WHERE greatest(b.tat, $2) - $2 <= $4
+                f"""INSERT INTO {RATE_TABLE} AS b (client, tat)
+                    VALUES ($1, $2::float8 + $3::float8)
+                    ON CONFLICT (client)
+                    DO UPDATE SET tat = greatest(b.tat, $2::float8) + $3::float8
+                    WHERE greatest(b.tat, $2::float8) - $2::float8 <= $4::float8
                     RETURNING true""",
                 client,
                 now,

@@ -1,0 +1,237 @@
+"""What only the PostgreSQL queue promises: shared schema, shared state, outages survived.
+
+The Queue contract itself runs against postgres in tests/test_queue.py. These tests use the
+session's private server (tests/pg_helpers.py); the ones that stop it start it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from gateway.commands import Command, Status
+from gateway.errors import ConfigError, QueueSyncError, StartupError
+from gateway.guards import RateLimiter
+from gateway.queue.pg_schema import SCHEMA_VERSION, VERSION_TABLE
+from gateway.queue.postgres import PostgresQueue
+from tests.conftest import USER, GatewayFactory, Sandbox, Workspace
+from tests.pg_helpers import PgServer
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+async def replicas(pg_dsn: str) -> AsyncIterator[tuple[PostgresQueue, PostgresQueue]]:
+    """Two queues on one database, as two replicas would hold them."""
+    a, b = PostgresQueue(pg_dsn), PostgresQueue(pg_dsn)
+    await asyncio.gather(a.open(), b.open())
+    try:
+        yield a, b
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_replicas_starting_together_make_one_schema(pg_server: PgServer, pg_dsn: str) -> None:
+    queues = [PostgresQueue(pg_dsn) for _ in range(4)]
+    await asyncio.gather(*(queue.open() for queue in queues))
+    try:
+        versions = pg_server.psql(f"SELECT version FROM {VERSION_TABLE}", pg_dsn.rsplit("/", 1)[1])
+        assert versions.split() == [str(SCHEMA_VERSION)]
+        command = Command("sendMessage", {"chat_id": 1, "text": "hi"})
+        await queues[0].put([command])
+        assert await queues[3].get(command.id) == command
+    finally:
+        await asyncio.gather(*(queue.close() for queue in queues))
+
+
+async def test_a_newer_schema_is_refused(pg_server: PgServer, pg_dsn: str) -> None:
+    queue = PostgresQueue(pg_dsn)
+    await queue.open()
+    await queue.close()
+    pg_server.psql(f"UPDATE {VERSION_TABLE} SET version = 99", pg_dsn.rsplit("/", 1)[1])
+
+    with pytest.raises(
+        StartupError, match=f"schema version 99, newer than this gateway's {SCHEMA_VERSION}"
+    ):
+        await PostgresQueue(pg_dsn).open()
+
+
+async def test_an_unreachable_database_is_a_startup_error_without_the_password(
+    pg_server: PgServer,
+) -> None:
+    with socket_closed_port() as port:
+        dsn = f"postgresql://user:hunter2@127.0.0.1:{port}/db"
+        with pytest.raises(StartupError, match="cannot open the queue database") as caught:
+            await PostgresQueue(dsn).open()
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_replicas_share_commands_and_one_lane_in_flight(
+    replicas: tuple[PostgresQueue, PostgresQueue],
+) -> None:
+    a, b = replicas
+    first = Command("sendMessage", {"chat_id": 5, "text": "first"})
+    second = Command("sendMessage", {"chat_id": 5, "text": "second"})
+    await a.put([first])
+    await b.put([second])
+
+    claims = await asyncio.gather(a.claim("5", T0), b.claim("5", T0))
+    claimed = [command for command in claims if command is not None]
+    assert [command.id for command in claimed] == [first.id]
+    await b.complete(first.id, {"message_id": 1}, T0)
+    after = await a.claim("5", T0)
+    assert after is not None and after.id == second.id
+
+
+async def test_a_signature_used_on_one_replica_is_refused_on_the_other(
+    replicas: tuple[PostgresQueue, PostgresQueue],
+) -> None:
+    a, b = replicas
+    assert await a.remember_signature("client", "sig", T0 + 300, T0)
+    assert not await b.remember_signature("client", "sig", T0 + 300, T0 + 1)
+
+
+async def test_migrated_chats_are_kept_for_every_replica(
+    replicas: tuple[PostgresQueue, PostgresQueue],
+) -> None:
+    a, b = replicas
+    assert await b.migrated_chats() == {}
+    await a.save_migrated_chat("-100", -1001234567890)
+    await a.save_migrated_chat("-100", -1009999999999)
+    assert await b.migrated_chats() == {"-100": -1009999999999}
+
+
+async def test_the_rate_limit_is_shared_by_replicas(
+    replicas: tuple[PostgresQueue, PostgresQueue],
+) -> None:
+    """Requests spread over two replicas get no more than one replica alone would grant."""
+    a, b = replicas
+    rate, seconds, step = 5.0, 4.0, 0.02
+    local = RateLimiter(clock=lambda: now)
+    granted = expected = 0
+    for tick in range(int(seconds / step)):
+        now = T0 + tick * step
+        for replica in (a, b, a):
+            granted += await replica.take_token("client", rate, now) == 0
+            expected += local.acquire("client", rate) == 0
+    assert granted <= expected * 1.1
+    assert granted >= expected * 0.9
+    # Refused: how long until the next one, as the local limiter says.
+    wait = await b.take_token("client", rate, now)
+    assert 0 < wait <= 1 / rate + 1e-6
+
+
+async def test_the_limiter_uses_the_shared_store_when_given_one(
+    replicas: tuple[PostgresQueue, PostgresQueue],
+) -> None:
+    a, b = replicas
+    one, two = RateLimiter(shared=a), RateLimiter(shared=b)
+    assert await one.take("c", 1.0) == 0
+    assert await two.take("c", 1.0) > 0
+
+
+async def test_a_database_restart_is_503_then_recovered(pg_server: PgServer, pg_dsn: str) -> None:
+    queue = PostgresQueue(pg_dsn)
+    await queue.open()
+    try:
+        before = Command("sendMessage", {"chat_id": 1, "text": "before"})
+        await queue.put([before])
+        pg_server.stop()
+        try:
+            with pytest.raises(QueueSyncError, match="unavailable"):
+                await queue.put([Command("sendMessage", {"chat_id": 1, "text": "during"})])
+            with pytest.raises(QueueSyncError):
+                await queue.lanes()
+        finally:
+            pg_server.start()
+        after = Command("sendMessage", {"chat_id": 1, "text": "after"})
+        for _ in range(50):  # the pool replaces its dead connections as they are used
+            try:
+                await queue.put([after])
+                break
+            except QueueSyncError:
+                await asyncio.sleep(0.1)
+        stored = await queue.get(before.id)
+        assert stored is not None and stored.status is Status.QUEUED
+        assert await queue.get(after.id) is not None
+    finally:
+        await queue.close()
+
+
+async def test_a_gateway_on_postgres_delivers_and_answers_503_while_it_is_down(
+    pg_server: PgServer, pg_dsn: str, gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    env = {"GATEWAY_QUEUE_BACKEND": "postgres", "GATEWAY_QUEUE_DSN": pg_dsn}
+    async with gateway_factory(env) as gw:
+        status, body = await gw.enqueue({"text": "one"})
+        assert status == 202, body
+        assert (await gw.command(body["id"], wait=10))["status"] == "sent"
+
+        pg_server.stop()
+        try:
+            url = gw.url + "/enqueue_command"
+            async with gw.http.post(url, json={"text": "lost?"}, headers=gw.auth) as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "1"
+                assert (await resp.json())["error"]["code"] == "storage_unavailable"
+        finally:
+            pg_server.start()
+
+        accepted = None
+        for _ in range(50):
+            status, body = await gw.enqueue({"text": "two"})
+            if status == 202:
+                accepted = body["id"]
+                break
+            assert status == 503
+            await asyncio.sleep(0.1)
+        assert accepted is not None
+        assert (await gw.command(accepted, wait=20))["status"] == "sent"
+    texts = [m["text"] for m in await sandbox.messages(USER)]
+    assert texts[0] == "one" and texts[-1] == "two"
+
+
+def test_the_dsn_comes_from_a_secrets_file(workspace: Workspace) -> None:
+    dsn_file = workspace.write("config/secrets/queue_dsn", "postgresql://u:pw@db:5432/gw\n")
+    config = workspace.config(
+        "http://127.0.0.1:1",
+        {"GATEWAY_QUEUE_BACKEND": "postgres", "GATEWAY_QUEUE_DSN_FILE": str(dsn_file)},
+    )
+    assert config.queue_dsn.reveal() == "postgresql://u:pw@db:5432/gw"
+    assert "pw" not in repr(config)
+
+    dsn_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="queue_dsn: secrets file is accessible"):
+        workspace.config(
+            "http://127.0.0.1:1",
+            {"GATEWAY_QUEUE_BACKEND": "postgres", "GATEWAY_QUEUE_DSN_FILE": str(dsn_file)},
+        )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "needs dsn, dsn_file or GATEWAY_QUEUE_DSN"),
+        ({"GATEWAY_QUEUE_DSN": "mysql://u:secret@h/db"}, "not a PostgreSQL URL"),
+        ({"GATEWAY_QUEUE_DSN_FILE": "config/secrets/missing"}, "cannot read the DSN file"),
+    ],
+)
+def test_a_postgres_backend_needs_a_dsn(
+    workspace: Workspace, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        workspace.config("http://127.0.0.1:1", {"GATEWAY_QUEUE_BACKEND": "postgres", **env})
+    assert "secret" not in str(caught.value).replace("secrets/", "")
+
+
+@contextlib.contextmanager
+def socket_closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on (bound, never listening, while in use)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
