@@ -45,6 +45,7 @@ from gateway.ops.firstrun import make_missing_certificate
 from gateway.ops.logformat import FORMATS, make_formatter
 from gateway.queue.base import FailedUpdate
 from gateway.queue.deadletters import read_failed_updates
+from gateway.queue.postgres import PostgresQueue
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.secretfiles import read_or_create_secret
 from gateway.server import sandbox, serve, with_api_base
@@ -360,18 +361,31 @@ def _cmd_updates(args: argparse.Namespace) -> int:
             raise ConfigError("the queue backend is 'memory': no dead letters are kept on disk")
         if args.limit < 1:
             raise ConfigError("--limit must be at least 1")
-        failed = read_failed_updates(config.queue_path, args.limit)
-    except ConfigError as exc:
+        if config.queue.backend == "postgres":
+            failed = asyncio.run(_postgres_failed_updates(config.queue_dsn.reveal(), args.limit))
+        else:
+            failed = read_failed_updates(config.queue_path, args.limit)
+    except GatewayError as exc:
         return _fail(str(exc))
     if args.json:
         print(json.dumps([_dead_letter_json(f) for f in failed], indent=2, ensure_ascii=False))
         return 0
     if not failed:
-        print(f"no failed updates in {config.queue_path}")
+        where = config.queue_path if config.queue.backend == "sqlite" else "the queue database"
+        print(f"no failed updates in {where}")
     for update in failed:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(update.received_at))
         print(f"{when} update {update.update_id}: {update.error}; {update.handled}")
     return 0
+
+
+async def _postgres_failed_updates(dsn: str, limit: int) -> list[FailedUpdate]:
+    queue = PostgresQueue(dsn, pool_size=1)
+    await queue.open()
+    try:
+        return await queue.failed_updates(limit)
+    finally:
+        await queue.close()
 
 
 def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:

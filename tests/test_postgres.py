@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from gateway import cli
 from gateway.commands import Command, Status
 from gateway.errors import ConfigError, QueueSyncError, StartupError
 from gateway.guards import RateLimiter
+from gateway.ops.check import postgres_check
+from gateway.queue.base import FailedUpdate, UpdateRecord
 from gateway.queue.pg_schema import SCHEMA_VERSION, VERSION_TABLE
 from gateway.queue.postgres import PostgresQueue
+from gateway.secretfiles import Secret
 from tests.conftest import USER, GatewayFactory, Sandbox, Workspace
 from tests.pg_helpers import PgServer
 
@@ -235,3 +241,52 @@ def socket_closed_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+async def test_check_reports_the_database_without_migrating_it(
+    pg_server: PgServer, pg_dsn: str, workspace: Workspace
+) -> None:
+    env = {"GATEWAY_QUEUE_BACKEND": "postgres", "GATEWAY_QUEUE_DSN": pg_dsn}
+    config = workspace.config("http://127.0.0.1:1", env)
+    fresh = await postgres_check(config)
+    assert (fresh.status, fresh.detail.split(", ")[1]) == ("ok", f"schema 0/{SCHEMA_VERSION}")
+
+    queue = PostgresQueue(pg_dsn)
+    await queue.open()
+    await queue.put([Command("sendMessage", {"chat_id": 1, "text": "waiting"})])
+    await queue.close()
+    ready = await postgres_check(config)
+    assert ready.status == "ok"
+    assert f"schema {SCHEMA_VERSION}/{SCHEMA_VERSION}, 1 waiting" in ready.detail
+
+    with socket_closed_port() as port:
+        down = dataclasses.replace(
+            config, queue_dsn=Secret(f"postgresql://u:hunter2@127.0.0.1:{port}/db")
+        )
+        failed = await postgres_check(down)
+    assert failed.status == "fail" and "hunter2" not in failed.detail
+
+
+def test_updates_list_failed_reads_postgres(
+    pg_dsn: str,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def record() -> None:
+        queue = PostgresQueue(pg_dsn)
+        await queue.open()
+        failure = FailedUpdate(4242, 7, T0, "message.date: missing", "nothing", "{}")
+        await queue.record_update(UpdateRecord(4242, 7, "d", T0, failure), [], 0.0)
+        await queue.close()
+
+    asyncio.run(record())
+    monkeypatch.chdir(workspace.root)
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_QUEUE_BACKEND", "postgres")
+    monkeypatch.setenv("GATEWAY_QUEUE_DSN", pg_dsn)
+    monkeypatch.setenv("GATEWAY_SERVER_PUBLIC_URL", f"https://{workspace.host}:8443")
+    assert cli.main(["updates", "list", "--failed"]) == 0
+    assert "update 7: message.date: missing; nothing" in capsys.readouterr().out
