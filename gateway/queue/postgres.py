@@ -18,6 +18,7 @@ worker retries in a second, and the pool reconnects once the server is back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -89,6 +90,9 @@ class PostgresQueue(Queue):
         self._pool: asyncpg.Pool | None = None
         #: When this replica last deleted expired signatures.
         self._signatures_swept = 0.0
+        #: Puts waiting for the next group INSERT, and the task inserting them.
+        self._pending: list[tuple[Sequence[Command], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -119,6 +123,8 @@ class PostgresQueue(Queue):
         self._pool = pool
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -128,10 +134,38 @@ class PostgresQueue(Queue):
     async def put(self, commands: Sequence[Command]) -> None:
         if not commands:
             return
+        # Group commit: the puts that arrive while a batch is being inserted go together in
+        # the next INSERT (one round trip and one commit for all of them).
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((commands, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._put_batch(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc)
+                    continue
+                # One bad put must not fail the others: each on its own.
+                for commands, done in batch:
+                    try:
+                        await self._put_batch([(commands, done)])
+                    except Exception as one:
+                        _settle(done, one)
+
+    async def _put_batch(self, batch: list[tuple[Sequence[Command], asyncio.Future[None]]]) -> None:
+        commands = [command for part, _ in batch for command in part]
         async with self._connection() as conn:
             seqs = await _insert(conn, commands)
         for command in commands:
             command.seq = seqs[command.id]
+        for _, done in batch:
+            _settle(done, None)
 
     async def get(self, command_id: str) -> Command | None:
         async with self._connection() as conn:
@@ -434,6 +468,15 @@ class PostgresQueue(Queue):
             return
         if not await conn.fetchval(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = $1", command_id):
             raise KeyError(command_id)
+
+
+def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+    if done.done():  # its caller was cancelled; the put stands all the same
+        return
+    if exc is None:
+        done.set_result(None)
+    else:
+        done.set_exception(exc)
 
 
 def _unavailable(where: str, exc: BaseException) -> QueueSyncError:
