@@ -168,6 +168,9 @@ async def metrics(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     """`GET /healthz`: 200 when the worker runs and Telegram has our webhook, else 503."""
     app = request.app
+    if keys.REPLICA in app:  # one of several replicas: ready while it reaches the database
+        health = app[keys.REPLICA].health()
+        return web.json_response(health, status=200 if health["status"] == "ok" else 503)
     worker_ok = app[keys.WORKER].running
     webhook = app[keys.WEBHOOK]
     if worker_ok and webhook.registered:

@@ -16,6 +16,7 @@ from gateway import api, keys, proxy, webhook
 from gateway import constants as c
 from gateway.auth import authenticate
 from gateway.clients import ApiClient, ClientRegistry
+from gateway.cluster import Replica
 from gateway.config import Config
 from gateway.egress import parse_networks
 from gateway.errors import StartupError
@@ -99,8 +100,13 @@ def create_app(
         config.routes,
         app[keys.QUESTIONS],
     )
+    store = app[keys.QUEUE]
+    if isinstance(store, PostgresQueue):
+        address = f"{config.server.host}:{config.server.port}"
+        app[keys.REPLICA] = Replica(config.queue_dsn.reveal(), store, app[keys.WORKER], address)
+    delivery = _leadership_task if keys.REPLICA in app else _worker_task
     app.cleanup_ctx.extend(
-        [_api_clients, _bot_session, _queue_storage, _service_calls, _worker_task, _expiry_task]
+        [_api_clients, _bot_session, _queue_storage, _service_calls, delivery, _expiry_task]
     )
     proxy.install(app, config)
     webhook.add_routes(app, config.telegram.webhook_path)
@@ -178,6 +184,12 @@ async def _worker_task(app: web.Application) -> AsyncIterator[None]:
     async with _background(worker.run(), "queue worker"):
         yield
     await worker.stop()
+
+
+async def _leadership_task(app: web.Application) -> AsyncIterator[None]:
+    """Replicas on PostgreSQL: deliver only while this one leads (gateway/cluster/)."""
+    async with _background(app[keys.REPLICA].leadership.run(), "leadership"):
+        yield
 
 
 @asynccontextmanager

@@ -68,6 +68,23 @@ PG_POOL_SIZE: Final = 10
 #: unavailable (the API answers 503 storage_unavailable).
 PG_CONNECT_TIMEOUT: Final = 5.0
 PG_COMMAND_TIMEOUT: Final = 10.0
+#: Advisory lock whose holder (a session) is the one replica that delivers.
+PG_LEADER_LOCK: Final = 0x7467_5F6C_6561_6465  # "tg_leade"
+#: How often a follower tries to lead, and a leader checks its session (seconds).
+LEADER_POLL_SECONDS: Final = 0.5
+#: How long the leader's session check may take before it deems itself cut off and stops
+#: delivering. The server notices a dead leader's session after LEADER_KEEPALIVE_* (a
+#: SIGKILLed one at once): longer than this, so the old leader stops before a new one starts.
+LEADER_CHECK_SECONDS: Final = 1.0
+LEADER_KEEPALIVE_IDLE: Final = 2
+LEADER_KEEPALIVE_INTERVAL: Final = 1
+LEADER_KEEPALIVE_COUNT: Final = 2
+#: NOTIFY channels: lanes with new commands (for the leader), commands that became final (for
+#: `GET /commands/{id}?wait=N` on every replica).
+PG_WORK_CHANNEL: Final = "gateway_work"
+PG_FINAL_CHANNEL: Final = "gateway_final"
+#: NOTIFY payloads must stay under 8000 bytes.
+PG_NOTIFY_PAYLOAD: Final = 7000
 
 # Sandbox
 SANDBOX_HOST: Final = "127.0.0.1"

@@ -9,6 +9,7 @@ from aiogram.types import User
 from aiohttp import web
 
 from gateway.clients import ClientRegistry
+from gateway.cluster import Replica
 from gateway.config import Config
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.metrics import Metrics
@@ -41,3 +42,5 @@ SIGNATURES = web.AppKey("signatures", SignatureVerifier)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SERVICES = web.AppKey("services", ServiceCaller)
 QUESTIONS = web.AppKey("questions", Questions)
+#: Present on the postgres backend: this replica's part in the election (gateway/cluster/).
+REPLICA = web.AppKey("replica", Replica)

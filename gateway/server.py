@@ -146,7 +146,10 @@ async def serve(
             config.server.port,
             "" if certificate else " (tls = false: TLS is the reverse proxy's)",
         )
-        await register_webhook(app, upload)
+        if keys.REPLICA in app:  # on PostgreSQL only the leader registers it, once it leads
+            await app[keys.REPLICA].use_registrar(lambda: register_webhook(app, upload))
+        else:
+            await register_webhook(app, upload)
         yield app
     finally:
         await runner.cleanup()

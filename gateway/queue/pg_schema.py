@@ -35,6 +35,8 @@ VERSION_TABLE: Final = "gateway_schema"
 RATE_TABLE: Final = "rate_buckets"
 #: Chats Telegram moved to a supergroup: lane (the chat id as accepted) → the new chat id.
 MIGRATED_TABLE: Final = "migrated_chats"
+#: Which replica delivers (gateway/cluster/leadership.py), and since which epoch.
+LEADERSHIP_TABLE: Final = "leadership"
 
 #: `MIGRATIONS[n]` takes a database from version n - 1 to n.
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
@@ -103,6 +105,15 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             lane text PRIMARY KEY,
             chat_id bigint NOT NULL
         )""",
+        # One row: the epoch of the current leadership (incremented by each new leader, and
+        # checked by every claim: a deposed leader's claims are refused) and who holds it.
+        f"""CREATE TABLE {LEADERSHIP_TABLE} (
+            id integer PRIMARY KEY CHECK (id = 1),
+            epoch bigint NOT NULL,
+            leader text NOT NULL,
+            since double precision NOT NULL
+        )""",
+        f"INSERT INTO {LEADERSHIP_TABLE} VALUES (1, 0, '', 0)",
     ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
@@ -31,7 +31,7 @@ from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import QueueSyncError, StartupError
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
-from gateway.queue.pg_schema import MIGRATED_TABLE, RATE_TABLE, migrate
+from gateway.queue.pg_schema import LEADERSHIP_TABLE, MIGRATED_TABLE, RATE_TABLE, migrate
 from gateway.queue.schema import (
     COLUMNS,
     COMMANDS_TABLE,
@@ -93,6 +93,10 @@ class PostgresQueue(Queue):
         #: Puts waiting for the next group INSERT, and the task inserting them.
         self._pending: list[tuple[Sequence[Command], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Replicas (gateway.cluster): tell the others of new work and final commands
+        #: (NOTIFY), and claim only as the leader of `epoch` (None: not leading).
+        self.clustered = False
+        self.epoch: int | None = None
 
     @property
     def where(self) -> str:
@@ -162,6 +166,7 @@ class PostgresQueue(Queue):
         commands = [command for part, _ in batch for command in part]
         async with self._connection() as conn:
             seqs = await _insert(conn, commands)
+            await self._notify(conn, c.PG_WORK_CHANNEL, {command.lane for command in commands})
         for command in commands:
             command.seq = seqs[command.id]
         for _, done in batch:
@@ -196,12 +201,26 @@ class PostgresQueue(Queue):
 
     async def claim(self, chat: str, now: float) -> Command | None:
         async with self._connection() as conn, conn.transaction():
+            if self.clustered and not await self._leading(conn):
+                return None
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", chat)
             head = await conn.fetchrow(_HEAD, chat)
             if head is None or head["status"] != "queued" or head["not_before"] > now:
                 return None
             row = await conn.fetchrow(_CLAIM, head["id"], now)
             return await _with_parts(conn, _command(row)) if row else None
+
+    async def _leading(self, conn: Conn) -> bool:
+        """Whether this replica's epoch is the current one. A new leader's takeover waits
+        for this share lock, so a claim is either before the takeover (and recovered by the
+        new leader) or refused."""
+        epoch = await conn.fetchval(
+            f"SELECT epoch FROM {LEADERSHIP_TABLE} WHERE id = 1 FOR SHARE"
+        )
+        if self.epoch is not None and epoch == self.epoch:
+            return True
+        logger.warning("claim refused: leadership epoch %s, ours %s", epoch, self.epoch)
+        return False
 
     async def complete(
         self, command_id: str, result: Any, now: float, status: Status = Status.SENT
@@ -219,9 +238,12 @@ class PostgresQueue(Queue):
             # A split message's result (a list) takes the place of the parts saved on the way.
             if isinstance(result, list):
                 await conn.execute(f"DELETE FROM {PARTS_TABLE} WHERE command_id = $1", command_id)
+            if status.final:
+                await self._notify(conn, c.PG_FINAL_CHANNEL, [command_id])
 
     async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:
-        async with self._connection() as conn:
+        async with self._connection() as conn, conn.transaction():
+            await self._notify(conn, c.PG_FINAL_CHANNEL, [command_id])
             await self._update(
                 conn,
                 f"UPDATE {COMMANDS_TABLE} SET status = 'failed', error = $2, updated_at = $3 "
@@ -313,6 +335,7 @@ class PostgresQueue(Queue):
                 _dump(meta),
                 now,
             )
+            await self._notify(conn, c.PG_FINAL_CHANNEL, [command_id])
             return True
 
     # --- replay cache, webhook updates --------------------------------------------------------
@@ -382,6 +405,7 @@ class PostgresQueue(Queue):
                     c.FAILED_UPDATES_KEPT,
                 )
             seqs = await _insert(conn, commands) if commands else {}
+            await self._notify(conn, c.PG_WORK_CHANNEL, {command.lane for command in commands})
         for command in commands:
             command.seq = seqs[command.id]
         return True
@@ -447,6 +471,13 @@ class PostgresQueue(Queue):
 
     # --- the connection -----------------------------------------------------------------------
 
+    async def _notify(self, conn: Conn, channel: str, items: Iterable[str]) -> None:
+        """NOTIFY the other replicas (comma-separated items; sent when the data commits)."""
+        if not self.clustered:
+            return
+        for payload in _payloads(items):
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         """A pooled connection; the database being unreachable becomes `QueueSyncError`."""
@@ -468,6 +499,22 @@ class PostgresQueue(Queue):
             return
         if not await conn.fetchval(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = $1", command_id):
             raise KeyError(command_id)
+
+
+def _payloads(items: Iterable[str]) -> list[str]:
+    """`items` joined by commas, in payloads NOTIFY accepts."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for item in items:
+        if current and size + len(item) + 1 > c.PG_NOTIFY_PAYLOAD:
+            payloads.append(",".join(current))
+            current, size = [], 0
+        current.append(item)
+        size += len(item) + 1
+    if current:
+        payloads.append(",".join(current))
+    return payloads
 
 
 def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
