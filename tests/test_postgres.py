@@ -11,11 +11,12 @@ import contextlib
 import dataclasses
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from gateway import cli
+from gateway.cluster import Leadership
 from gateway.commands import Command, Status
 from gateway.errors import ConfigError, QueueSyncError, StartupError
 from gateway.guards import RateLimiter
@@ -290,3 +291,92 @@ def test_updates_list_failed_reads_postgres(
     monkeypatch.setenv("GATEWAY_SERVER_PUBLIC_URL", f"https://{workspace.host}:8443")
     assert cli.main(["updates", "list", "--failed"]) == 0
     assert "update 7: message.date: missing; nothing" in capsys.readouterr().out
+
+
+@dataclasses.dataclass
+class Member:
+    """One replica's election, with what its callbacks saw."""
+
+    queue: PostgresQueue
+    leadership: Leadership
+    task: asyncio.Task[None]
+    elected: list[int]
+    work: list[str]
+    final: list[str]
+
+
+@contextlib.asynccontextmanager
+async def member(dsn: str, name: str) -> AsyncIterator[Member]:
+    queue = PostgresQueue(dsn)
+    await queue.open()
+    queue.clustered = True
+    elected: list[int] = []
+    work: list[str] = []
+    final: list[str] = []
+
+    async def on_elected(epoch: int) -> None:
+        elected.append(epoch)
+
+    async def on_deposed() -> None:
+        pass
+
+    leadership = Leadership(
+        dsn,
+        queue,
+        name,
+        on_elected=on_elected,
+        on_deposed=on_deposed,
+        on_work=work.extend,
+        on_final=final.append,
+    )
+    task = asyncio.create_task(leadership.run())
+    try:
+        yield Member(queue, leadership, task, elected, work, final)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await queue.close()
+
+
+async def eventually(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_one_leader_fenced_by_epoch_and_notified_of_work_and_finals(pg_dsn: str) -> None:
+    async with member(pg_dsn, "a") as a, member(pg_dsn, "b") as b:
+        await eventually(lambda: "leader" in (a.leadership.role, b.leadership.role))
+        await eventually(lambda: bool(a.leadership.leader and b.leadership.leader))
+        leader, follower = (a, b) if a.leadership.role == "leader" else (b, a)
+        assert follower.leadership.role == "follower"
+        assert follower.leadership.leader == leader.leadership.identity
+
+        # Work accepted by the follower reaches the leader; a final status reaches everyone.
+        command = Command("sendMessage", {"chat_id": 9, "text": "x"})
+        await follower.queue.put([command])
+        await eventually(lambda: "9" in leader.work)
+        assert follower.queue.epoch is None
+        assert await follower.queue.claim("9", T0) is None  # not the leader: refused
+        claimed = await leader.queue.claim("9", T0)
+        assert claimed is not None
+        await leader.queue.complete(command.id, {"message_id": 1}, T0)
+        await eventually(lambda: command.id in follower.final)
+
+        # The leader goes; the follower takes over with the next epoch, and the old
+        # leader's queue (its epoch now stale) can claim nothing.
+        old_epoch = leader.queue.epoch
+        second = Command("sendMessage", {"chat_id": 9, "text": "y"})
+        await follower.queue.put([second])
+        leader.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leader.task
+        await eventually(lambda: follower.leadership.role == "leader")
+        assert follower.elected and follower.elected[-1] == (old_epoch or 0) + 1
+        leader.queue.epoch = old_epoch  # a deposed leader that missed its deposition
+        assert await leader.queue.claim("9", T0) is None
+        taken = await follower.queue.claim("9", T0)
+        assert taken is not None and taken.id == second.id

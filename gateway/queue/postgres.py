@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -30,8 +30,10 @@ import asyncpg
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import QueueSyncError, StartupError
+from gateway.queue import pg_shared
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
-from gateway.queue.pg_schema import LEADERSHIP_TABLE, MIGRATED_TABLE, RATE_TABLE, migrate
+from gateway.queue.pg_rows import Conn, command_of, count, insert, payloads, with_parts
+from gateway.queue.pg_schema import LEADERSHIP_TABLE, migrate
 from gateway.queue.schema import (
     COLUMNS,
     COMMANDS_TABLE,
@@ -40,12 +42,10 @@ from gateway.queue.schema import (
     SIGNATURES_TABLE,
     UPDATES_TABLE,
 )
-from gateway.queue.sqlite import _dump, _load, _row
+from gateway.queue.sqlite import _dump, _load
 
 logger = logging.getLogger(__name__)
 
-#: A connection lent by the pool.
-Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 #: What "the database is not there" looks like through asyncpg.
 UNAVAILABLE: Final = (
@@ -67,17 +67,6 @@ _HEAD = f"""SELECT id, status, not_before FROM {COMMANDS_TABLE} WHERE lane = $1 
 _CLAIM = f"""UPDATE {COMMANDS_TABLE}
     SET status = 'sending', attempts = attempts + 1, updated_at = $2
     WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}"""
-_INSERT = f"""INSERT INTO {COMMANDS_TABLE} ({COLUMNS.replace("seq, ", "")})
-    SELECT id, lane, method, params, status, attempts, created_at, updated_at, not_before,
-        result, error, idempotency_key, client, meta
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-        $7::float8[], $8::float8[], $9::float8[], $10::text[], $11::text[], $12::text[],
-        $13::text[], $14::text[])
-        WITH ORDINALITY AS t(id, lane, method, params, status, attempts, created_at,
-            updated_at, not_before, result, error, idempotency_key, client, meta, n)
-    ORDER BY n
-    RETURNING id, seq"""
-_PARTS = f"SELECT result FROM {PARTS_TABLE} WHERE command_id = $1 ORDER BY part"
 _SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = $1 AND update_id = $2"
 
 
@@ -165,7 +154,7 @@ class PostgresQueue(Queue):
     async def _put_batch(self, batch: list[tuple[Sequence[Command], asyncio.Future[None]]]) -> None:
         commands = [command for part, _ in batch for command in part]
         async with self._connection() as conn:
-            seqs = await _insert(conn, commands)
+            seqs = await insert(conn, commands)
             await self._notify(conn, c.PG_WORK_CHANNEL, {command.lane for command in commands})
         for command in commands:
             command.seq = seqs[command.id]
@@ -175,7 +164,7 @@ class PostgresQueue(Queue):
     async def get(self, command_id: str) -> Command | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(f"{_SELECT} WHERE id = $1", command_id)
-            return await _with_parts(conn, _command(row)) if row else None
+            return await with_parts(conn, command_of(row)) if row else None
 
     async def find_idempotent(self, key: str, since: float) -> Command | None:
         async with self._connection() as conn:
@@ -184,7 +173,7 @@ class PostgresQueue(Queue):
                 key,
                 since,
             )
-        return _command(row) if row else None
+        return command_of(row) if row else None
 
     async def lanes(self) -> dict[str, float]:
         async with self._connection() as conn:
@@ -208,15 +197,13 @@ class PostgresQueue(Queue):
             if head is None or head["status"] != "queued" or head["not_before"] > now:
                 return None
             row = await conn.fetchrow(_CLAIM, head["id"], now)
-            return await _with_parts(conn, _command(row)) if row else None
+            return await with_parts(conn, command_of(row)) if row else None
 
     async def _leading(self, conn: Conn) -> bool:
         """Whether this replica's epoch is the current one. A new leader's takeover waits
         for this share lock, so a claim is either before the takeover (and recovered by the
         new leader) or refused."""
-        epoch = await conn.fetchval(
-            f"SELECT epoch FROM {LEADERSHIP_TABLE} WHERE id = 1 FOR SHARE"
-        )
+        epoch = await conn.fetchval(f"SELECT epoch FROM {LEADERSHIP_TABLE} WHERE id = 1 FOR SHARE")
         if self.epoch is not None and epoch == self.epoch:
             return True
         logger.warning("claim refused: leadership epoch %s, ours %s", epoch, self.epoch)
@@ -291,7 +278,7 @@ class PostgresQueue(Queue):
                 _dump(result),
                 now,
             )
-        if _count(status) == 0:
+        if count(status) == 0:
             raise KeyError(command_id)
 
     async def recover(self) -> int:
@@ -299,7 +286,7 @@ class PostgresQueue(Queue):
             status = await conn.execute(
                 f"UPDATE {COMMANDS_TABLE} SET status = 'queued' WHERE status = 'sending'"
             )
-        return _count(status)
+        return count(status)
 
     async def depth(self) -> int:
         async with self._connection() as conn:
@@ -313,7 +300,7 @@ class PostgresQueue(Queue):
     async def awaiting(self) -> list[Command]:
         async with self._connection() as conn:
             rows = await conn.fetch(f"{_SELECT} WHERE status = 'awaiting_reply' ORDER BY seq")
-        return [_command(row) for row in rows]
+        return [command_of(row) for row in rows]
 
     async def settle_question(
         self, command_id: str, status: Status, reply: dict[str, Any], now: float
@@ -358,7 +345,7 @@ class PostgresQueue(Queue):
                 expires,
                 now,
             )
-        return _count(status) > 0
+        return count(status) > 0
 
     async def update_seen(self, bot_id: int, update_id: int, digest: str) -> bool:
         async with self._connection() as conn:
@@ -404,7 +391,7 @@ class PostgresQueue(Queue):
                         (SELECT max(seq) FROM {FAILED_UPDATES_TABLE}) - $1""",
                     c.FAILED_UPDATES_KEPT,
                 )
-            seqs = await _insert(conn, commands) if commands else {}
+            seqs = await insert(conn, commands) if commands else {}
             await self._notify(conn, c.PG_WORK_CHANNEL, {command.lane for command in commands})
         for command in commands:
             command.seq = seqs[command.id]
@@ -422,52 +409,17 @@ class PostgresQueue(Queue):
     # --- state shared by replicas -------------------------------------------------------------
 
     async def take_token(self, client: str, rate: float, now: float) -> float:
-        """The REST API's rate limit, one bucket per client for every replica: 0 when a
-        request is allowed now, else seconds until one is.
-
-        The same limit as gateway.guards.RateLimiter (`rate` per second, bursts of up to
-        max(1, rate)), kept as a generic cell rate: the row holds the theoretical arrival time
-        of the next request, and one atomic upsert both checks and advances it, so requests
-        spread over replicas add up to the one limit. `now` is wall-clock time (shared by
-        every replica).
-        """
-        interval = 1.0 / rate
-        tolerance = (max(1.0, rate) - 1.0) * interval
+        """The REST API's rate limit, shared by every replica (gateway/queue/pg_shared.py)."""
         async with self._connection() as conn:
-            allowed = await conn.fetchval(
-                f"""INSERT INTO {RATE_TABLE} AS b (client, tat)
-                    VALUES ($1, $2::float8 + $3::float8)
-                    ON CONFLICT (client)
-                    DO UPDATE SET tat = greatest(b.tat, $2::float8) + $3::float8
-                    WHERE greatest(b.tat, $2::float8) - $2::float8 <= $4::float8
-                    RETURNING true""",
-                client,
-                now,
-                interval,
-                tolerance,
-            )
-            if allowed:
-                return 0.0
-            tat: float = await conn.fetchval(
-                f"SELECT tat FROM {RATE_TABLE} WHERE client = $1", client
-            )
-        return max(interval / 1000, tat - now - tolerance)
+            return await pg_shared.take_token(conn, client, rate, now)
 
     async def migrated_chats(self) -> dict[str, int]:
-        """Every chat Telegram moved to a supergroup: lane → the new chat id."""
         async with self._connection() as conn:
-            rows = await conn.fetch(f"SELECT lane, chat_id FROM {MIGRATED_TABLE}")
-        return {row["lane"]: row["chat_id"] for row in rows}
+            return await pg_shared.migrated_chats(conn)
 
     async def save_migrated_chat(self, lane: str, chat_id: int) -> None:
-        """Remember that the chat of `lane` is now `chat_id` (for every replica, for good)."""
         async with self._connection() as conn:
-            await conn.execute(
-                f"""INSERT INTO {MIGRATED_TABLE} (lane, chat_id) VALUES ($1, $2)
-                    ON CONFLICT (lane) DO UPDATE SET chat_id = excluded.chat_id""",
-                lane,
-                chat_id,
-            )
+            await pg_shared.save_migrated_chat(conn, lane, chat_id)
 
     # --- the connection -----------------------------------------------------------------------
 
@@ -475,7 +427,7 @@ class PostgresQueue(Queue):
         """NOTIFY the other replicas (comma-separated items; sent when the data commits)."""
         if not self.clustered:
             return
-        for payload in _payloads(items):
+        for payload in payloads(items):
             await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
 
     @contextlib.asynccontextmanager
@@ -495,26 +447,10 @@ class PostgresQueue(Queue):
 
     async def _update(self, conn: Conn, sql: str, command_id: str, *args: Any) -> None:
         """Run one UPDATE of a command; KeyError when there is no such command."""
-        if _count(await conn.execute(sql, command_id, *args)):
+        if count(await conn.execute(sql, command_id, *args)):
             return
         if not await conn.fetchval(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = $1", command_id):
             raise KeyError(command_id)
-
-
-def _payloads(items: Iterable[str]) -> list[str]:
-    """`items` joined by commas, in payloads NOTIFY accepts."""
-    payloads: list[str] = []
-    current: list[str] = []
-    size = 0
-    for item in items:
-        if current and size + len(item) + 1 > c.PG_NOTIFY_PAYLOAD:
-            payloads.append(",".join(current))
-            current, size = [], 0
-        current.append(item)
-        size += len(item) + 1
-    if current:
-        payloads.append(",".join(current))
-    return payloads
 
 
 def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
@@ -529,46 +465,3 @@ def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
 def _unavailable(where: str, exc: BaseException) -> QueueSyncError:
     logger.warning("the queue database %s is unavailable: %s", where, exc or type(exc).__name__)
     return QueueSyncError(f"the queue database is unavailable ({type(exc).__name__})")
-
-
-def _count(status: str) -> int:
-    """The row count of a command tag ("UPDATE 3", "INSERT 0 1")."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-async def _insert(conn: Conn, commands: Sequence[Command]) -> dict[str, int]:
-    """Insert the commands (one statement, numbered in order); their seq by id."""
-    rows = [_row(command) for command in commands]
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    found = await conn.fetch(_INSERT, *columns)
-    return {row["id"]: row["seq"] for row in found}
-
-
-async def _with_parts(conn: Conn, command: Command) -> Command:
-    """A split message not complete yet: its result is the list of the parts saved so far."""
-    if command.result is None and command.method == "sendMessage":
-        parts = await conn.fetch(_PARTS, command.id)
-        if parts:
-            command.result = [_load(row["result"]) for row in parts]
-    return command
-
-
-def _command(row: asyncpg.Record) -> Command:
-    command = Command(
-        method=row["method"],
-        params=_load(row["params"]),
-        id=row["id"],
-        status=Status(row["status"]),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        not_before=row["not_before"],
-        result=_load(row["result"]),
-        error=_load(row["error"]),
-        idempotency_key=row["idempotency_key"],
-        seq=row["seq"],
-        client=row["client"],
-        meta=_load(row["meta"]) or {},
-    )
-    # Assigned after construction: __post_init__ would derive them when they are falsy.
-    command.updated_at, command.lane = row["updated_at"], row["lane"]
-    return command
