@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +18,7 @@ from gateway.auth import CLIENT
 from gateway.clients import ApiClient
 from gateway.commands import Command
 from gateway.egress import check_callbacks
-from gateway.errors import InputError
+from gateway.errors import InputError, StorageError
 from gateway.http import read_json_object
 from gateway.openapi import build_openapi
 from gateway.queue.base import Queue
@@ -166,23 +167,56 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """`GET /healthz`: 200 when the worker runs and Telegram has our webhook, else 503."""
+    """`GET /healthz`: `ok`, `degraded` (200: accepting works, delivery is held up) or
+    `unavailable` (503: accepting would fail, or the worker or the webhook is down).
+
+    Unauthenticated, so the reasons say what kind of trouble, never which chat or file.
+    """
     app = request.app
-    if keys.REPLICA in app:  # one of several replicas: ready while it reaches the database
-        health = app[keys.REPLICA].health()
-        return web.json_response(health, status=200 if health["status"] == "ok" else 503)
-    worker_ok = app[keys.WORKER].running
-    webhook = app[keys.WEBHOOK]
-    if worker_ok and webhook.registered:
-        return web.json_response({"status": "ok"})
+    queue, worker, webhook = app[keys.QUEUE], app[keys.WORKER], app[keys.WEBHOOK]
+    down: list[str] = []
+    held_up: list[str] = []
+    problem = queue.problem()
+    held = 0
+    if problem is None:
+        try:
+            held = await queue.held_lanes(time.time() - c.HELD_LANE_SECONDS)
+        except StorageError as exc:
+            problem = exc.reason
+    if problem is not None:
+        down.append(f"queue storage unavailable: {problem}")
+    replica = app.get(keys.REPLICA)
+    if replica is not None:  # one of several: only the leader delivers and sets the webhook
+        if not replica.leadership.connected and problem is None:
+            down.append("the replica's database session is down")
+    else:
+        if not worker.running:
+            down.append("the delivery worker is stopped")
+        if not webhook.registered:
+            down.append("Telegram does not have the webhook")
+    paused = app[keys.FLOOD].paused_for()
+    if paused > 0:
+        held_up.append(f"Telegram paused sending to every chat for {math.ceil(paused)}s more")
+    if held:
+        held_up.append(
+            f"{held} chat(s) held up: their oldest message has waited over "
+            f"{c.HELD_LANE_SECONDS:g}s or failed an attempt"
+        )
+    status = "unavailable" if down else "degraded" if held_up else "ok"
     body: dict[str, object] = {
-        "status": "unavailable",
-        "worker": "running" if worker_ok else "stopped",
+        "status": status,
+        "reasons": down + held_up,
+        "worker": "running" if worker.running else "stopped",
         "webhook": "set" if webhook.registered else "not set",
+        "storage": "ok" if problem is None else "unavailable",
+        "held_chats": held,
+        "paused_seconds": round(paused, 1),
     }
     if webhook.error:
         body["detail"] = webhook.error
-    return web.json_response(body, status=503)
+    if replica is not None:
+        body.update(replica.health())
+    return web.json_response(body, status=503 if down else 200)
 
 
 async def openapi(request: web.Request) -> web.Response:

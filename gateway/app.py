@@ -24,6 +24,7 @@ from gateway.flood import FloodController, FloodLimits
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
+from gateway.listener import connection_guard
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
@@ -50,7 +51,8 @@ def create_app(
     once the HTTPS listener is up.
     """
     app = web.Application(
-        middlewares=[json_errors, authenticate], client_max_size=config.server.body_limit
+        middlewares=[json_errors, connection_guard, authenticate],
+        client_max_size=config.server.body_limit,
     )
     app[keys.CONFIG] = config
     app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
@@ -72,6 +74,7 @@ def create_app(
             group_per_minute=config.flood.group_per_minute,
         )
     )
+    app[keys.FLOOD] = flood
     budget = RetryBudget(config.delivery.max_attempts, config.delivery.max_age)
     app[keys.METRICS] = Metrics()
     app[keys.WORKER] = Worker(
@@ -106,7 +109,15 @@ def create_app(
         app[keys.REPLICA] = Replica(config.queue_dsn.reveal(), store, app[keys.WORKER], address)
     delivery = _leadership_task if keys.REPLICA in app else _worker_task
     app.cleanup_ctx.extend(
-        [_api_clients, _bot_session, _queue_storage, _service_calls, delivery, _expiry_task]
+        [
+            _api_clients,
+            _bot_session,
+            _queue_storage,
+            _storage_watch,
+            _service_calls,
+            delivery,
+            _expiry_task,
+        ]
     )
     proxy.install(app, config)
     webhook.add_routes(app, config.telegram.webhook_path)
@@ -163,6 +174,29 @@ async def _queue_storage(app: web.Application) -> AsyncIterator[None]:
     await queue.open()
     yield
     await queue.close()
+
+
+async def _storage_watch(app: web.Application) -> AsyncIterator[None]:
+    """Look at the queue's storage now and then: often while it is in trouble (that is how
+    trouble clears), seldom otherwise (a database file deleted under us)."""
+    queue = app[keys.QUEUE]
+
+    async def watch() -> None:
+        idle = 0.0
+        while True:
+            # Every probe interval, so trouble that starts meanwhile is probed within one.
+            await asyncio.sleep(c.STORAGE_PROBE_SECONDS)
+            idle += c.STORAGE_PROBE_SECONDS
+            if queue.problem() is None and idle < c.STORAGE_CHECK_SECONDS:
+                continue
+            idle = 0.0
+            try:
+                await queue.check()
+            except Exception:  # the watch must outlive any one bad look
+                logger.exception("checking the queue's storage failed")
+
+    async with _background(watch(), "storage watch"):
+        yield
 
 
 async def _service_calls(app: web.Application) -> AsyncIterator[None]:

@@ -39,6 +39,7 @@ from gateway.config import Config, clients_file_of, load_config, path_setting
 from gateway.demo import demo_service
 from gateway.errors import ConfigError, GatewayError
 from gateway.guards import callback_key
+from gateway.listener import raise_open_file_limit
 from gateway.ops.backup import backup_database
 from gateway.ops.check import run_checks
 from gateway.ops.firstrun import make_missing_certificate
@@ -195,6 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(config: Config) -> None:
     stop = _stop_event()
+    raise_open_file_limit()  # room for max_connections and for the reserve kept beside them
     if not config.sandbox_mode:
         async with serve(config) as app:
             _reload_clients_on_sighup(app)

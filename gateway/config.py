@@ -77,6 +77,14 @@ class ServerSettings:
     #: False: plain HTTP for a reverse proxy that terminates TLS (loopback unless `host` is
     #: set explicitly); no certificate of the gateway's own.
     tls: bool = True
+    #: Seconds a client has for the TLS handshake, for sending a request's head (line and
+    #: headers), for sending its body; and how long an idle keep-alive connection stays open.
+    handshake_timeout: float = c.DEFAULT_HANDSHAKE_TIMEOUT
+    head_timeout: float = c.DEFAULT_HEAD_TIMEOUT
+    body_timeout: float = c.DEFAULT_BODY_TIMEOUT
+    idle_timeout: float = c.DEFAULT_IDLE_TIMEOUT
+    #: Concurrent client connections; 0: the open-file limit minus a reserve for outbound calls.
+    max_connections: int = 0
 
 
 @dataclass(frozen=True)
@@ -475,6 +483,13 @@ def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
     if server.body_limit < 1024:
         raise ConfigError(
             f"[server] body_limit must be at least 1024 bytes, not {server.body_limit}"
+        )
+    for key in ("handshake_timeout", "head_timeout", "body_timeout", "idle_timeout"):
+        if not getattr(server, key) > 0:
+            raise ConfigError(f"[server] {key} must be above 0 seconds, not {getattr(server, key)}")
+    if server.max_connections < 0:
+        raise ConfigError(
+            f"[server] max_connections must be 0 (derived) or more, not {server.max_connections}"
         )
     if not telegram.webhook_path.startswith("/") or " " in telegram.webhook_path:
         raise ConfigError(

@@ -59,6 +59,40 @@ DEFAULT_CERT_DAYS: Final = 365
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
 
+# --- Queue storage ------------------------------------------------------------------------------
+#: Space kept in `<queue>.reserve` and given up when the disk fills, so the write-ahead log can
+#: be checkpointed and truncated; also the size the log is truncated to after a checkpoint.
+QUEUE_RESERVE_BYTES: Final = 4 * 1024 * 1024
+#: How long a write waits for another process's lock on the database before giving up (503).
+QUEUE_BUSY_TIMEOUT_SECONDS: Final = 2.0
+#: How often healthy storage is looked at (vanished file, reserve), and troubled storage probed.
+STORAGE_CHECK_SECONDS: Final = 5.0
+STORAGE_PROBE_SECONDS: Final = 1.0
+#: Retry-After of a 503 storage_unavailable.
+STORAGE_RETRY_AFTER_SECONDS: Final = 2
+#: The worker's longest wait between two tries to save an outcome while the storage is down.
+STORAGE_BACKOFF_CAP_SECONDS: Final = 5.0
+#: /healthz calls a chat held up once its oldest message has waited this long.
+HELD_LANE_SECONDS: Final = 300.0
+
+# Connections (the listener, gateway/listener/)
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
+DEFAULT_HEAD_TIMEOUT: Final = 10.0
+DEFAULT_BODY_TIMEOUT: Final = 30.0
+DEFAULT_IDLE_TIMEOUT: Final = 60.0
+#: Open files kept free of client connections: the Bot API session (up to MAX_IN_FLIGHT
+#: connections, twice that with the in-process sandbox), service calls, SQLite, logs, DNS.
+FD_RESERVE: Final = 192
+#: The derived connection cap never exceeds this (each idle TLS connection costs ~190 KB).
+MAX_CONNECTIONS_CEILING: Final = 1024
+#: Below this many connections the open-file limit is too low to run on.
+MIN_CONNECTIONS: Final = 16
+#: How long closing a TLS connection waits for the peer's close_notify.
+TLS_SHUTDOWN_TIMEOUT_SECONDS: Final = 3.0
+#: Repeated connection-level trouble (accept errors, refusals, malformed requests) is logged at
+#: most once per this many seconds, with a count of what was held back.
+LOG_THROTTLE_SECONDS: Final = 10.0
+
 # PostgreSQL queue backend
 #: Advisory lock held while the schema is migrated (replicas starting together wait for it).
 PG_SCHEMA_LOCK: Final = 0x7467_5F73_6368_656D  # "tg_schem"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GatewayError(Exception):
     """Root of every error the gateway raises on purpose.
@@ -23,8 +25,30 @@ class StartupError(GatewayError):
     """The gateway could not start (Telegram refused the token or the webhook, a port is busy)."""
 
 
-class QueueSyncError(GatewayError):
-    """A committed queue write could not be synced to disk; the REST API answers 503."""
+class StorageError(GatewayError):
+    """The queue's storage failed (disk full, read-only, locked, vanished, I/O error).
+
+    The REST API answers 503 `storage_unavailable` with Retry-After; the worker holds what it
+    could not save and tries again. `reason` is short and safe to show to anyone (no path).
+    """
+
+    def __init__(self, message: str, reason: str = "storage error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QueueSyncError(StorageError):
+    """A committed queue write could not be synced to disk; the REST API answers 503.
+
+    `result` is what the write answered: it is committed, so a caller that does not need it
+    durable (taking a command to send it) may go on with it.
+    """
+
+    def __init__(
+        self, message: str, reason: str = "the disk did not confirm a write", result: Any = None
+    ) -> None:
+        super().__init__(message, reason)
+        self.result = result
 
 
 class InputError(GatewayError):

@@ -304,6 +304,10 @@ class FloodController:
         now = self._clock()
         return max(0.0, self._global.ready_at(now) - now, self._global_paused_until - now)
 
+    def paused_for(self) -> float:
+        """Seconds the bot-wide pause (Telegram's 429 for every chat) still holds; 0 if none."""
+        return max(0.0, self._global_paused_until - self._clock())
+
     def pause_chat(self, chat_id: ChatId, seconds: float) -> None:
         """Hold every send to ``chat_id`` for ``seconds`` (Telegram's ``retry_after``).
 

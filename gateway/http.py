@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import InputError, QueueSyncError
+from gateway import constants as c
+from gateway.errors import InputError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         response = error_response(exc.status, exc.code, exc.message, exc.field)
         response.headers.update(exc.headers)
         return response
-    except QueueSyncError as exc:  # only a write to the queue (an enqueue) can meet this
-        logger.error("%s %s: %s", request.method, request.path, exc)
-        return storage_unavailable()
+    except StorageError as exc:  # logged once when the trouble starts, not per request
+        logger.debug("%s %s: %s", request.method, request.path, exc)
+        return storage_unavailable(exc.reason)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -64,14 +65,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(500, "internal_error", "internal error; see the gateway's log")
 
 
-def storage_unavailable() -> web.Response:
+def storage_unavailable(reason: str) -> web.Response:
     """503: the disk failed us; the client may retry, safely with an idempotency key."""
     message = (
-        "the command could not be confirmed on disk; retry later "
-        "(with an idempotency key the retry cannot queue it twice)"
+        f"the gateway's storage is unavailable ({reason}): the command may not be stored; "
+        "retry later (with an idempotency key the retry cannot queue it twice)"
     )
     response = error_response(503, "storage_unavailable", message)
-    response.headers["Retry-After"] = "1"
+    response.headers["Retry-After"] = str(c.STORAGE_RETRY_AFTER_SECONDS)
     return response
 
 

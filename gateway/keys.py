@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.clients import ClientRegistry
 from gateway.cluster import Replica
 from gateway.config import Config
+from gateway.flood import FloodController
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -33,6 +34,7 @@ CONFIG = web.AppKey("config", Config)
 BOT = web.AppKey("bot", Bot)
 QUEUE = web.AppKey("queue", Queue)
 WORKER = web.AppKey("worker", Worker)
+FLOOD = web.AppKey("flood", FloodController)
 OUTBOX = web.AppKey("outbox", Outbox)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 WEBHOOK = web.AppKey("webhook", WebhookStatus)

@@ -86,12 +86,14 @@ def _errors(table: dict[int, tuple[str, ...]]) -> dict[str, Any]:
 
 
 def _protected(responses: dict[str, Any]) -> dict[str, Any]:
-    """Add the answers of the bearer-token check (and of any bug) to an operation's own."""
+    """Add the answers of the bearer-token check, of the storage and of any bug to an
+    operation's own."""
     return {
         **responses,
         "401": ref("responses", "Unauthorized"),
         "429": ref("responses", "RateLimited"),
         "500": ref("responses", "InternalError"),
+        "503": ref("responses", "StorageUnavailable"),
     }
 
 
@@ -160,7 +162,6 @@ def _enqueue_operation(config: Config) -> dict[str, Any]:
                     "content": json_content(ref("schemas", "Duplicate")),
                 },
                 **_errors(ENQUEUE_ERRORS),
-                "503": ref("responses", "StorageUnavailable"),
             }
         ),
     }
@@ -205,13 +206,18 @@ def _health_operation() -> dict[str, Any]:
     return {
         "operationId": "healthz",
         "tags": ["operations"],
-        "summary": "Whether the worker runs and Telegram has the webhook",
+        "summary": "Whether the gateway can accept and deliver, and what holds work up",
         "security": [],
         "responses": {
-            "200": {"description": "Healthy.", "content": json_content(ref("schemas", "Healthy"))},
+            "200": {
+                "description": "`ok`, or `degraded`: accepting works but delivery is held up "
+                "(chats waiting or retrying, sending paused by Telegram); `reasons` says why.",
+                "content": json_content(ref("schemas", "Health")),
+            },
             "503": {
-                "description": "Unhealthy, saying what is missing.",
-                "content": json_content(ref("schemas", "Unhealthy")),
+                "description": "`unavailable`: accepting would fail (storage) or the worker or "
+                "the webhook is down; `reasons` says why.",
+                "content": json_content(ref("schemas", "Health")),
             },
             "500": ref("responses", "InternalError"),
         },

@@ -87,8 +87,9 @@ def components() -> dict[str, Any]:
                 "content": json_content(error_schema(("rate_limited",))),
             },
             "StorageUnavailable": {
-                "description": "The queue's disk could not be synced: the command may or may "
-                "not be stored (and delivered). Retry, with an idempotency key.",
+                "description": "The queue's storage failed (disk full, read-only, locked, "
+                "vanished, or a write not confirmed by the disk): a command may or may not be "
+                "stored (and delivered). Retry after Retry-After, with an idempotency key.",
                 "headers": _retry_after("Seconds to wait before retrying."),
                 "content": json_content(error_schema(("storage_unavailable",))),
             },
@@ -312,20 +313,32 @@ def _schemas() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
-        "Healthy": {
+        "Health": {
             "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"const": "ok"}},
-            "additionalProperties": False,
-        },
-        "Unhealthy": {
-            "type": "object",
-            "required": ["status", "worker", "webhook"],
+            "required": ["status", "reasons", "worker", "webhook", "storage"],
             "properties": {
-                "status": {"const": "unavailable"},
+                "status": {"enum": ["ok", "degraded", "unavailable"]},
+                "reasons": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Empty when `ok`; one sentence per problem otherwise.",
+                },
                 "worker": {"enum": ["running", "stopped"]},
                 "webhook": {"enum": ["set", "not set"]},
-                "detail": {"type": "string"},
+                "storage": {"enum": ["ok", "unavailable"]},
+                "held_chats": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Chats whose oldest message has waited over "
+                    f"{c.HELD_LANE_SECONDS:g} s or failed an attempt.",
+                },
+                "paused_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "How long Telegram's bot-wide flood pause still holds "
+                    "every send.",
+                },
+                "detail": {"type": "string", "description": "The webhook's last error."},
             },
             "additionalProperties": False,
         },

@@ -20,6 +20,7 @@ from aiogram.types import CallbackQuery, Message, User
 
 from gateway import constants as c
 from gateway.commands import Command, Status
+from gateway.errors import StorageError
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
 from gateway.worker import Worker
@@ -212,6 +213,8 @@ class Questions:
         while True:
             try:
                 await self.expire_due()
+            except StorageError:  # the queue's health logs it once; try again next round
+                pass
             except Exception:
                 logger.exception("expiring questions failed; trying again")
             await asyncio.sleep(EXPIRY_CHECK_SECONDS)

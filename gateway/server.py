@@ -34,6 +34,7 @@ from gateway.config import Config
 from gateway.constants import SET_WEBHOOK_ATTEMPTS, SET_WEBHOOK_MAX_RETRY_AFTER_SECONDS
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates, bot_commands
+from gateway.listener import BoundedSite, connection_limits
 from gateway.proxy import ClientAccessLogger, certificate_to_upload
 from gateway.redact import redact
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
@@ -122,16 +123,22 @@ async def serve(
     certificate = check_certificate(config) if config.server.tls else None
     upload = certificate_to_upload(config, certificate)
     app = create_app(config, extra_clients=extra_clients)
+    limits = connection_limits(config.server)
     runner = web.AppRunner(
-        app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log_class=ClientAccessLogger
+        app,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        access_log_class=ClientAccessLogger,
+        keepalive_timeout=limits.idle_timeout,
     )
     try:
         await runner.setup()
-        site = web.TCPSite(
+        site = BoundedSite(
             runner,
             config.server.host,
             config.server.port,
+            limits=limits,
             ssl_context=server_ssl_context(certificate) if certificate else None,
+            registry=app[keys.METRICS].registry,
         )
         try:
             await site.start()
@@ -140,11 +147,12 @@ async def serve(
                 f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
             ) from None
         logger.info(
-            "listening on %s://%s:%d%s",
+            "listening on %s://%s:%d%s (at most %d connections)",
             "https" if certificate else "http",
             config.server.host,
             config.server.port,
             "" if certificate else " (tls = false: TLS is the reverse proxy's)",
+            limits.max_connections,
         )
         if keys.REPLICA in app:  # on PostgreSQL only the leader registers it, once it leads
             await app[keys.REPLICA].use_registrar(lambda: register_webhook(app, upload))

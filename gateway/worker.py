@@ -25,6 +25,7 @@ from aiogram import Bot
 from gateway import constants as c
 from gateway import telegram
 from gateway.commands import Command, Status
+from gateway.errors import StorageError
 from gateway.flood import FloodController
 from gateway.queue.base import Queue
 from gateway.redact import redact
@@ -116,6 +117,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._running = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        #: lane → what its command's send came to, while the storage refuses to record it.
+        self._unsaved: dict[str, Callable[[], Awaitable[None]]] = {}
 
     def use_services(self, services: ServiceExecutor, on_failed: FailureHandler) -> None:
         """Wire the executor of service calls and the failure handler (built after the worker,
@@ -164,13 +167,19 @@ class Worker:
     async def run(self) -> None:
         """Deliver until cancelled (call `prepare` first)."""
         self._running = True
+        storage_wait = 0.0
         try:
             while True:
                 try:
                     await self._step()
+                    storage_wait = 0.0
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # e.g. the database is briefly unavailable: keep going
+                except StorageError as exc:  # the queue logs when it starts and ends
+                    storage_wait = _storage_backoff(storage_wait)
+                    logger.debug("delivery loop: %s; next try in %.1fs", exc, storage_wait)
+                    await asyncio.sleep(storage_wait)
+                except Exception:  # a bug: keep going
                     logger.exception("the delivery loop failed; retrying in a second")
                     await asyncio.sleep(1.0)
         finally:
@@ -184,13 +193,30 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for command in list(self._commands.values()):
+        put_back = 0
+        for lane, command in list(self._commands.items()):
             now = self._clock()
-            await self._queue.retry(command.id, now, now, refund=True)
-            logger.info(
-                "put in-flight command %s back in the queue", command.id, extra=log_fields(command)
-            )
-        put_back = len(self._commands)
+            save = self._unsaved.pop(lane, None)
+            try:
+                if save is not None:  # sent already: record that, never put it back
+                    await save()
+                else:
+                    await self._queue.retry(command.id, now, now, refund=True)
+                    put_back += 1
+                    logger.info(
+                        "put in-flight command %s back in the queue",
+                        command.id,
+                        extra=log_fields(command),
+                    )
+            except StorageError as exc:
+                logger.error(
+                    "%s %s could not be recorded at shutdown (%s): it is still `sending` and "
+                    "will be sent again after the restart",
+                    command.method,
+                    command.id,
+                    exc.reason,
+                    extra=log_fields(command),
+                )
         self._commands.clear()
         logger.info(
             "worker stopped: %d in-flight send(s) finished, %d put back in the queue",
@@ -249,7 +275,11 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _refresh(self, lane: str) -> None:
-        due = await self._queue.head_due(lane)
+        try:
+            due = await self._queue.head_due(lane)
+        except StorageError:  # look again later; the loop backs off on storage errors
+            self._ring[lane] = self._clock() + c.STORAGE_BACKOFF_CAP_SECONDS
+            return
         if due is None:
             self._ring.pop(lane, None)
         else:
@@ -257,8 +287,12 @@ class Worker:
 
     async def _deliver(self, lane: str, command: Command) -> None:
         try:
-            outcome = await self._call(lane, command)
-            await self._settle(lane, command, outcome)
+            try:
+                outcome = await self._call(lane, command)
+            except StorageError:  # a split message's progress could not be saved
+                await self._record(lane, command, lambda: self._put_back(command))
+            else:
+                await self._record(lane, command, lambda: self._settle(lane, command, outcome))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not kill the worker or lose the command
@@ -268,7 +302,10 @@ class Worker:
                 extra=log_fields(command),
             )
             now = self._clock()
-            await self._queue.retry(command.id, now + BACKOFF_CAP_SECONDS, now)
+            retry = self._queue.retry
+            await self._record(
+                lane, command, lambda: retry(command.id, now + BACKOFF_CAP_SECONDS, now)
+            )
         self._commands.pop(lane, None)
         try:
             # Still "in flight" while refreshing, so the loop cannot claim from the lane in the
@@ -277,6 +314,41 @@ class Worker:
         finally:
             self._in_flight.pop(lane, None)
             self._wake.set()
+
+    async def _record(
+        self, lane: str, command: Command, save: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run `save` (what a send came to, into the queue) until the storage takes it.
+
+        The send is not repeated meanwhile: the outcome waits in memory and the lane stays in
+        flight, so nothing behind it in the chat overtakes it.
+        """
+        self._unsaved[lane] = save  # for `stop`, if cancelled before the storage is back
+        wait = 0.0
+        while True:
+            try:
+                await save()
+                break
+            except StorageError as exc:
+                if not wait:
+                    logger.warning(
+                        "%s %s: cannot record its outcome (%s); its chat waits until the "
+                        "storage is back",
+                        command.method,
+                        command.id,
+                        exc.reason,
+                    )
+                wait = _storage_backoff(wait)
+                await asyncio.sleep(wait)
+        self._unsaved.pop(lane, None)
+
+    async def _put_back(self, command: Command) -> None:
+        """Back to the queue with what is known to be delivered (a split's parts so far)."""
+        now = self._clock()
+        if isinstance(command.result, list):  # parts sent: saving one again replaces it
+            for part, result in enumerate(command.result):
+                await self._queue.save_part(command.id, part, result, now)
+        await self._queue.retry(command.id, now, now, refund=True)
 
     async def _call(self, lane: str, command: Command) -> telegram.Outcome:
         """One Bot API call, or, for a text over Telegram's limit, one call per part.
@@ -455,6 +527,11 @@ async def _long_text_parts_off_loop(command: Command) -> list[str] | None:
     if isinstance(text, str) and len(text) > c.OFFLOAD_TEXT_LENGTH:
         return await asyncio.to_thread(long_text_parts, command)
     return long_text_parts(command)
+
+
+def _storage_backoff(last: float) -> float:
+    """The next wait while the storage is down: doubling from 0.1 s up to a cap."""
+    return min(c.STORAGE_BACKOFF_CAP_SECONDS, max(0.1, last * 2))
 
 
 def long_text_parts(command: Command) -> list[str] | None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from gateway import constants as c
 from gateway.queue import dbthread
-from tests.conftest import USER, Gateway, GatewayFactory, Sandbox
+from tests.conftest import OTHER_USER, USER, Gateway, GatewayFactory, Sandbox
 
 pytestmark = pytest.mark.asyncio
 
@@ -161,7 +162,15 @@ async def test_unknown_route_and_method_are_json(gateway: Gateway) -> None:
 async def test_healthz(gateway: Gateway) -> None:
     async with gateway.http.get(f"{gateway.url}/healthz") as resp:
         assert resp.status == 200, await resp.text()
-        assert await resp.json() == {"status": "ok"}
+        assert await resp.json() == {
+            "status": "ok",
+            "reasons": [],
+            "worker": "running",
+            "webhook": "set",
+            "storage": "ok",
+            "held_chats": 0,
+            "paused_seconds": 0.0,
+        }
 
 
 async def test_a_failed_disk_sync_is_a_503_and_the_queue_carries_on(
@@ -180,7 +189,7 @@ async def test_a_failed_disk_sync_is_a_503_and_the_queue_carries_on(
     url = gateway.url + "/enqueue_command"
     async with gateway.http.post(url, json={"text": "lost?"}, headers=gateway.auth) as resp:
         assert resp.status == 503
-        assert resp.headers["Retry-After"] == "1"
+        assert resp.headers["Retry-After"] == str(c.STORAGE_RETRY_AFTER_SECONDS)
         error = (await resp.json())["error"]
     assert error["code"] == "storage_unavailable"
     assert "idempotency key" in error["message"]
@@ -192,3 +201,55 @@ async def test_a_failed_disk_sync_is_a_503_and_the_queue_carries_on(
     # is why the 503 tells the client to retry with an idempotency key).
     messages = await sandbox.wait_messages(USER, 2)
     assert [m["text"] for m in messages] == ["lost?", "on disk"]
+
+
+async def health_of(gateway: Gateway) -> tuple[int, dict[str, Any]]:
+    async with gateway.http.get(f"{gateway.url}/healthz") as resp:
+        return resp.status, await resp.json()
+
+
+async def test_healthz_is_degraded_while_a_chat_retries_and_ok_after(
+    gateway: Gateway, sandbox: Sandbox
+) -> None:
+    await sandbox.create_chat(USER)
+    await sandbox.control(
+        "POST", "faults", {"method": "sendMessage", "count": 1, "kind": "server_error"}
+    )
+    status, body = await gateway.enqueue({"text": "after a 500"})
+    assert status == 202
+    for _ in range(200):  # until the failed attempt is recorded
+        code, report = await health_of(gateway)
+        if report["status"] != "ok":
+            break
+        await asyncio.sleep(0.02)
+    assert code == 200
+    assert report["status"] == "degraded"
+    assert report["held_chats"] == 1
+    assert report["reasons"] == [
+        f"1 chat(s) held up: their oldest message has waited over "
+        f"{c.HELD_LANE_SECONDS:g}s or failed an attempt"
+    ]
+    assert str(USER) not in str(report)  # public: no chat ids
+    assert (await gateway.command(body["id"], wait=30))["status"] == "sent"
+    assert await health_of(gateway) == (
+        200,
+        {**report, "status": "ok", "reasons": [], "held_chats": 0},
+    )
+
+
+async def test_healthz_reports_telegrams_bot_wide_pause(gateway: Gateway, sandbox: Sandbox) -> None:
+    for chat in (USER, OTHER_USER):
+        await sandbox.create_chat(chat)
+    fault = {"method": "sendMessage", "count": 2, "kind": "retry_after", "retry_after": 30}
+    await sandbox.control("POST", "faults", fault)
+    for chat in (USER, OTHER_USER):
+        assert (await gateway.enqueue({"chat_id": chat, "text": "throttled"}))[0] == 202
+    for _ in range(200):  # two chats throttled within a second: the whole bot pauses
+        code, report = await health_of(gateway)
+        if report["paused_seconds"] > 0:
+            break
+        await asyncio.sleep(0.02)
+    assert code == 200
+    assert report["status"] == "degraded"
+    assert 0 < report["paused_seconds"] <= 30
+    assert any(r.startswith("Telegram paused sending to every chat") for r in report["reasons"])

@@ -116,6 +116,14 @@ def test_bot_token_from_environment_wins(tmp_path: Path) -> None:
         ({}, {"GATEWAY_SERVER_PUBLIC_URL": "http://gw.example.org"}, "must be an https:// URL"),
         ({}, {"GATEWAY_TELEGRAM_MAX_CONNECTIONS": "500"}, "max_connections must be between"),
         ({}, {"GATEWAY_QUEUE_BACKEND": "kafka"}, "GATEWAY_QUEUE_BACKEND must be one of"),
+        ({}, {"GATEWAY_SERVER_HEAD_TIMEOUT": "0"}, "[server] head_timeout must be above 0"),
+        (
+            {"config/gateway.toml": "[server]\nbody_timeout = -1\n"},
+            {},
+            "[server] body_timeout must be above 0",
+        ),
+        ({}, {"GATEWAY_SERVER_IDLE_TIMEOUT": "nan"}, "[server] idle_timeout must be above 0"),
+        ({}, {"GATEWAY_SERVER_MAX_CONNECTIONS": "-1"}, "[server] max_connections must be 0"),
         ({"config/secrets/webhook_secret.txt": "a b"}, {}, "may only contain"),
     ],
 )

@@ -139,6 +139,7 @@ def test_restarted_demo_delivers_what_the_last_run_left_queued(tmp_path: Path) -
 def test_first_real_run_makes_a_certificate_for_public_url(tmp_path: Path) -> None:
     (tmp_path / "config/secrets").mkdir(parents=True)
     (tmp_path / "config/secrets/bot_api.txt").write_text(TOKEN + "\n")
+    (tmp_path / "config/secrets/bot_api.txt").chmod(0o600)  # as the README tells users
     (tmp_path / "config/secrets/allowed_user.txt").write_text("1111\n")
     env = {"GATEWAY_SERVER_PUBLIC_URL": "https://gw.example.org:8443"}
     config = load_config(None, env, base_dir=tmp_path)

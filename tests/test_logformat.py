@@ -99,7 +99,10 @@ def test_json_formatter_keeps_one_line_per_record() -> None:
 
 
 def test_token_honours_the_config_files_clients_file(tmp_path: Path) -> None:
-    (tmp_path / "gw.toml").write_text('[server]\nclients_file = "elsewhere/clients.toml"\n')
+    (tmp_path / "gw.toml").write_text(
+        '[server]\nclients_file = "elsewhere/clients.toml"\n'
+        'callback_secret_file = "elsewhere/callback.txt"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
 
     def token(*args: str) -> subprocess.CompletedProcess[str]:
@@ -108,6 +111,7 @@ def test_token_honours_the_config_files_clients_file(tmp_path: Path) -> None:
 
     assert token("add", "ci").returncode == 0
     assert (tmp_path / "elsewhere/clients.toml").is_file()
+    assert (tmp_path / "elsewhere/callback.txt").is_file()  # the client's callback key's secret
     assert not (tmp_path / "config").exists()
     assert token("list").stdout.startswith("ci: ")
     missing = subprocess.run(

@@ -152,7 +152,7 @@ ERROR_SOURCES: dict[str, list[tuple[str, str]]] = {
     "validation.py": [ENQUEUE],
     "bodycheck.py": [ENQUEUE],
     "http.py:read_json_object": [ENQUEUE],
-    "http.py:storage_unavailable": [ENQUEUE],
+    "http.py:storage_unavailable": PROTECTED,
     "api.py:_reply_target": [ENQUEUE],
     "api.py:check_scope": [ENQUEUE],
     "api.py:get_command": [COMMAND],

@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from gateway import cli
+from gateway import constants as c
 from gateway.cluster import Leadership
 from gateway.commands import Command, Status
-from gateway.errors import ConfigError, QueueSyncError, StartupError
+from gateway.errors import ConfigError, StartupError, StorageError
 from gateway.guards import RateLimiter
 from gateway.ops.check import postgres_check
 from gateway.queue.base import FailedUpdate, UpdateRecord
@@ -149,9 +150,9 @@ async def test_a_database_restart_is_503_then_recovered(pg_server: PgServer, pg_
         await queue.put([before])
         pg_server.stop()
         try:
-            with pytest.raises(QueueSyncError, match="unavailable"):
+            with pytest.raises(StorageError, match="unavailable"):
                 await queue.put([Command("sendMessage", {"chat_id": 1, "text": "during"})])
-            with pytest.raises(QueueSyncError):
+            with pytest.raises(StorageError):
                 await queue.lanes()
         finally:
             pg_server.start()
@@ -160,8 +161,10 @@ async def test_a_database_restart_is_503_then_recovered(pg_server: PgServer, pg_
             try:
                 await queue.put([after])
                 break
-            except QueueSyncError:
+            except StorageError:
                 await asyncio.sleep(0.1)
+        assert queue.problem() == "the database is unreachable"
+        assert await queue.check() is None and queue.problem() is None
         stored = await queue.get(before.id)
         assert stored is not None and stored.status is Status.QUEUED
         assert await queue.get(after.id) is not None
@@ -184,7 +187,7 @@ async def test_a_gateway_on_postgres_delivers_and_answers_503_while_it_is_down(
             url = gw.url + "/enqueue_command"
             async with gw.http.post(url, json={"text": "lost?"}, headers=gw.auth) as resp:
                 assert resp.status == 503
-                assert resp.headers["Retry-After"] == "1"
+                assert resp.headers["Retry-After"] == str(c.STORAGE_RETRY_AFTER_SECONDS)
                 assert (await resp.json())["error"]["code"] == "storage_unavailable"
         finally:
             pg_server.start()

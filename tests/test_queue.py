@@ -438,6 +438,7 @@ class TestContract:
             7, kept + 4, T0 + kept + 4, "message.poll: missing", "nothing", "{}"
         )
         assert len(await queue.failed_updates(kept * 2)) == kept
+
     async def test_a_signature_is_accepted_once_per_client(self, queue: Queue) -> None:
         sig = "ab" * 32
         assert await queue.remember_signature("ci", sig, T0 + 300, T0)
@@ -455,6 +456,25 @@ class TestContract:
         assert not await queue.remember_signature("ci", f"{2999:064x}", T0 + 300, T0 + 300)
         # Past its expiry a signature is gone (check_signature refuses it as too old first).
         assert await queue.remember_signature("ci", f"{0:064x}", T0 + 700, T0 + 301)
+
+    async def test_held_lanes_counts_heads_waiting_long_or_failed(self, queue: Queue) -> None:
+        await queue.put([message(1, created_at=T0), message(1, created_at=T0 + 500)])
+        await queue.put([message(2, created_at=T0 + 500)])
+        await queue.put([message(3, created_at=T0 + 500)])
+        claimed = await queue.claim("3", T0 + 500)
+        assert claimed is not None
+        await queue.retry(claimed.id, T0 + 600, T0 + 500, {"code": "server_error"})
+
+        assert await queue.held_lanes(T0 + 100) == 2  # lane 1 (old head) and lane 3 (failed)
+        head = await queue.claim("1", T0 + 500)
+        assert head is not None
+        await queue.complete(head.id, True, T0 + 500)
+        assert await queue.held_lanes(T0 + 100) == 1  # lane 1's next command is recent
+        assert await queue.held_lanes(T0 + 1000) == 3
+
+    async def test_healthy_storage_reports_no_problem(self, queue: Queue) -> None:
+        assert queue.problem() is None
+        assert await queue.check() is None
 
 
 # --- SQLite only ------------------------------------------------------------------------------
@@ -606,6 +626,9 @@ async def test_a_failed_sync_fails_the_write_and_the_queue_carries_on(
     try:
         with pytest.raises(QueueSyncError, match="could not be synced to disk"):
             await queue.put([message()])
+        # A claim is committed all the same: it is handed over, not left `sending` unowned.
+        claimed = await queue.claim("1", T0 + 10**10)
+        assert claimed is not None and claimed.status is Status.SENDING
         disk["broken"] = False
         command = message()
         await queue.put([command])

@@ -46,10 +46,9 @@ class Replica:
             await self._registered()
 
     def health(self) -> dict[str, Any]:
-        """`/healthz`: ready while the database is reachable; who leads."""
+        """What `/healthz` adds on a replica: its role, who leads, since which epoch."""
         lead = self.leadership
         return {
-            "status": "ok" if lead.connected else "unavailable",
             "role": lead.role,
             "leader": lead.leader or None,
             "replica": lead.identity,

@@ -182,3 +182,19 @@ class Queue(ABC):
     @abstractmethod
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         """The newest dead letters, newest first."""
+
+    @abstractmethod
+    async def held_lanes(self, waiting_since: float) -> int:
+        """How many lanes are held up: their oldest unfinished command was accepted before
+        `waiting_since`, or has failed an attempt already (it carries an error)."""
+
+    def problem(self) -> str | None:
+        """What is wrong with the storage right now (short, no path), or None if nothing."""
+        return None
+
+    async def check(self) -> str | None:
+        """Look at the storage again (a recovering disk, a vanished file); the problem or None.
+
+        Called periodically; the only way a storage problem clears.
+        """
+        return self.problem()

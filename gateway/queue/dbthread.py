@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.errors import QueueSyncError
+from gateway.queue.storage import storage_error
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 Transaction = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 #: A call that runs in the database thread outside any transaction (reads, close).
 Call = Callable[[sqlite3.Connection], Any]
+#: Runs in the database thread after a batch failed because of the storage.
+OnStorageError = Callable[[sqlite3.Connection, BaseException], None]
 #: What goes back to the loop: the future, then a result or an exception.
 _Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
@@ -47,10 +51,17 @@ _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 class DatabaseThread:
     """An SQLite connection in a thread of its own, fed with writes (group-committed) and calls."""
 
-    def __init__(self, name: str, transaction: Transaction, sync_log: Path | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        transaction: Transaction,
+        sync_log: Path | None,
+        on_storage_error: OnStorageError | None = None,
+    ) -> None:
         self._name = name
         self._transaction = transaction
         self._sync_log = sync_log
+        self._on_storage_error = on_storage_error
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._to_sync: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,7 +161,7 @@ class DatabaseThread:
             try:
                 answers.append((future, fn(self._db), None))
             except Exception as exc:
-                answers.append((future, None, exc))
+                answers.append((future, None, storage_error(exc) or exc))
         if answers:
             self._answer(answers)
 
@@ -159,12 +170,24 @@ class DatabaseThread:
         try:
             results = self._transaction(self._db, [work for work, _ in writes])
         except Exception as exc:
+            error = storage_error(exc)
+            if error is not None:
+                self._storage_failed(exc)
+                return [(future, None, error) for _, future in writes]
             if len(writes) == 1:
                 return [(writes[0][1], None, exc)]
             # One bad write must not fail the others: replay each in its own transaction.
             logger.warning("queue batch of %d failed (%s); replaying one by one", len(writes), exc)
             return [answer for write in writes for answer in self._commit([write])]
         return [(future, result, None) for (_, future), result in zip(writes, results, strict=True)]
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        if self._on_storage_error is None or self._db is None:
+            return
+        try:
+            self._on_storage_error(self._db, exc)
+        except Exception:  # making room is best effort; the caller has its answer already
+            logger.exception("queue database thread: handling a storage error failed")
 
     # --- the sync thread --------------------------------------------------------------------
 
@@ -186,10 +209,16 @@ class DatabaseThread:
         """The answers, once the log is on disk; failed ones if it could not be synced."""
         try:
             self._sync()
-        except OSError as exc:
-            logger.error("cannot sync the queue database's log %s: %s", self._sync_log, exc)
-            error = QueueSyncError(f"the queue database could not be synced to disk: {exc}")
-            return [(future, None, exc_ or error) for future, _, exc_ in answers]
+        except OSError as exc:  # the queue's health logs the trouble once, not once per sync
+            logger.debug("cannot sync the queue database's log %s: %s", self._sync_log, exc)
+            reason = "the disk did not confirm a write"  # EIO: it may or may not be there
+            if exc.errno != errno.EIO and (known := storage_error(exc)) is not None:
+                reason = known.reason  # say "read-only", "disk full" when that is what it is
+            message = f"the queue database could not be synced to disk: {exc}"
+            return [
+                (future, None, exc_ or QueueSyncError(message, reason, result))
+                for future, result, exc_ in answers
+            ]
         return answers
 
     def _sync(self) -> None:

@@ -172,6 +172,10 @@ class MemoryQueue(Queue):
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         return list(reversed(self._failed))[:limit]
 
+    async def held_lanes(self, waiting_since: float) -> int:
+        heads = (self._commands[ids[0]] for ids in self._lanes.values() if ids)
+        return sum(1 for h in heads if h.created_at < waiting_since or h.error is not None)
+
     def _finish(self, command_id: str, status: Status, now: float, **fields: Any) -> None:
         command = self._commands[command_id]
         command.status, command.updated_at = status, now

@@ -12,7 +12,7 @@ queue's; what differs is that several processes may use the database at once:
   did not overlap in time.
 
 The database being unreachable (refused, reset, timed out, shutting down) is raised as
-`QueueSyncError`, as SQLite's failed sync is: the API answers 503 `storage_unavailable`, the
+`StorageError`, as SQLite's storage faults are: the API answers 503 `storage_unavailable`, the
 worker retries in a second, and the pool reconnects once the server is back.
 """
 
@@ -29,7 +29,7 @@ import asyncpg
 
 from gateway import constants as c
 from gateway.commands import Command, Status
-from gateway.errors import QueueSyncError, StartupError
+from gateway.errors import StartupError, StorageError
 from gateway.queue import pg_shared
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.pg_rows import Conn, command_of, count, insert, payloads, with_parts
@@ -79,6 +79,8 @@ class PostgresQueue(Queue):
         self._pool: asyncpg.Pool | None = None
         #: When this replica last deleted expired signatures.
         self._signatures_swept = 0.0
+        #: What is wrong with the database (None: nothing known); cleared by `check`.
+        self._problem: str | None = None
         #: Puts waiting for the next group INSERT, and the task inserting them.
         self._pending: list[tuple[Sequence[Command], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -432,18 +434,51 @@ class PostgresQueue(Queue):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
-        """A pooled connection; the database being unreachable becomes `QueueSyncError`."""
+        """A pooled connection; the database being unreachable becomes `StorageError`."""
         if self._pool is None:
             raise RuntimeError("the queue is not open")
         try:
             async with self._pool.acquire() as conn:
                 yield conn
         except UNAVAILABLE as exc:
-            raise _unavailable(self.where, exc) from exc
+            raise self._unavailable(exc) from exc
         except asyncpg.InterfaceError as exc:
             if "closed" not in str(exc):
                 raise
-            raise _unavailable(self.where, exc) from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> StorageError:
+        """Note the trouble (logged once, when it starts) and the error to raise."""
+        if self._problem is None:
+            logger.error("the queue database %s is unavailable: %r", self.where, exc)
+        self._problem = UNREACHABLE
+        return StorageError(f"the queue database {self.where} is unavailable", UNREACHABLE)
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    async def check(self) -> str | None:
+        """A round trip to the database: the only way a problem clears."""
+        try:
+            async with self._connection() as conn:
+                await conn.fetchval("SELECT 1")
+        except StorageError:
+            return self._problem
+        if self._problem is not None:
+            logger.warning("the queue database %s is reachable again", self.where)
+        self._problem = None
+        return None
+
+    async def held_lanes(self, waiting_since: float) -> int:
+        async with self._connection() as conn:
+            count: int = await conn.fetchval(
+                f"""SELECT count(*) FROM (
+                        SELECT DISTINCT ON (lane) created_at, error FROM {COMMANDS_TABLE}
+                        WHERE {_NOT_FINAL} ORDER BY lane, seq) AS heads
+                    WHERE created_at < $1 OR error IS NOT NULL""",
+                waiting_since,
+            )
+        return count
 
     async def _update(self, conn: Conn, sql: str, command_id: str, *args: Any) -> None:
         """Run one UPDATE of a command; KeyError when there is no such command."""
@@ -462,6 +497,5 @@ def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
         done.set_exception(exc)
 
 
-def _unavailable(where: str, exc: BaseException) -> QueueSyncError:
-    logger.warning("the queue database %s is unavailable: %s", where, exc or type(exc).__name__)
-    return QueueSyncError(f"the queue database is unavailable ({type(exc).__name__})")
+#: `problem()` while the database cannot be reached (short, no address: /healthz is public).
+UNREACHABLE: Final = "the database is unreachable"

@@ -15,7 +15,12 @@ takes every write that arrived while it was busy into one transaction, so fifty 
 INSERT. Reads run in the same thread after the writes submitted before them.
 
 Nothing is cached in Python: the commands live in the file, and SQLite's page cache is bounded
-(`CACHE_KIB`). One process owns the file at a time (`seq` is allotted by the writer).
+(`CACHE_KIB`). One process owns the file at a time (`seq` is allotted by the writer): `open`
+takes an exclusive lock beside it first (gateway/queue/lock.py); `read_only` opens skip the lock.
+
+Storage faults become `StorageError`; `storage` (gateway/queue/storage.py) keeps the current
+problem, and only `check` (called periodically) declares it over. A full disk gives up the
+reserve file and checkpoints the log; a database file deleted under us refuses writes.
 """
 
 from __future__ import annotations
@@ -23,17 +28,19 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
+from urllib.parse import quote
 
 from gateway import constants as c
 from gateway.commands import Command, Status
-from gateway.errors import StartupError
+from gateway.errors import QueueSyncError, StartupError, StorageError
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.deadletters import NEWEST_FAILED, dead_letters
+from gateway.queue.lock import InstanceLock
 from gateway.queue.schema import (
     COLUMNS,
     COMMANDS_TABLE,
@@ -46,6 +53,7 @@ from gateway.queue.schema import (
     insert_sql,
     migrate,
 )
+from gateway.queue.storage import StorageWatch
 
 logger = logging.getLogger(__name__)
 
@@ -81,45 +89,79 @@ _Job = Callable[[sqlite3.Connection], Any]
 class SqliteQueue(Queue):
     """Commands in an SQLite database file, written by one group-committing database thread."""
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        read_only: bool = False,
+        reserve_bytes: int = c.QUEUE_RESERVE_BYTES,
+    ) -> None:
         if synchronous not in get_args(Synchronous):
             raise ValueError(f"synchronous must be one of {', '.join(get_args(Synchronous))}")
         self.path = path
         self.synchronous = synchronous
+        #: For tools that only look: no lock, no schema changes, every write refused.
+        self.read_only = read_only
+        self.storage = StorageWatch(path, 0 if read_only else reserve_bytes)
+        self.health = self.storage.health
         # The connection lives in a thread of its own: sqlite3 objects stay in their thread.
         self._thread: DatabaseThread | None = None
         self._seq = 0
         #: When the database thread last deleted expired signatures.
         self._signatures_swept = 0.0
+        self._lock = InstanceLock(path)
 
     async def open(self) -> None:
-        """Create the file, its directory and the schema (or migrate it), start the threads."""
+        """Take the instance lock, create the file, its directory and the schema (or migrate
+        it), start the threads, make sure the storage reserve is there."""
         if self._thread is not None:
             return
+        if not self.read_only:
+            self._lock.acquire()  # before anything touches the database
         # FULL is SQLite's NORMAL plus a sync of the log after each commit, done off the
         # writer's path by the sync thread (see gateway/queue/dbthread.py).
         wal = self.path.with_name(self.path.name + "-wal")
-        thread = DatabaseThread(
-            "queue", self._transaction, wal if self.synchronous == "FULL" else None
-        )
+        sync_log = wal if self.synchronous == "FULL" and not self.read_only else None
+        thread = DatabaseThread("queue", self._transaction, sync_log, self.storage.make_room)
         try:
             await thread.start(self._connect)
         except (OSError, sqlite3.Error) as exc:
+            self._lock.release()
             raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
+        except BaseException:
+            self._lock.release()
+            raise
         self._thread = thread
+        await thread.call(lambda _: self.storage.reserve_at_start())
 
     async def close(self) -> None:
-        """Commit and sync what is pending, stop the threads and close the file."""
+        """Commit and sync what is pending, stop the threads, close the file, unlock."""
         thread, self._thread = self._thread, None
         if thread is not None:
             await thread.stop()
+            self._lock.release()
+
+    def problem(self) -> str | None:
+        return self.health.problem
+
+    async def check(self) -> str | None:
+        thorough = self.health.problem is not None
+        try:
+            probe = self.storage.probe
+            await self._guard(self._database().call(lambda db: probe(db, thorough, self.read_only)))
+        except StorageError:
+            return self.health.problem
+        if thorough:  # a light look proves nothing about a failure that came meanwhile
+            self.health.clear()
+        return self.health.problem
 
     async def put(self, commands: Sequence[Command]) -> None:
         if not commands:
             return
         # Serialised here, so a command that is not JSON fails its own caller only.
         rows = [_row(command) for command in commands]
-        first: int = await self._database().write(_Work(rows=rows))
+        first: int = await self._guard(self._database().write(_Work(rows=rows)))
         for offset, command in enumerate(commands):
             command.seq = first + offset
 
@@ -158,7 +200,13 @@ class SqliteQueue(Queue):
             rows = db.execute(_CLAIM, {"lane": chat, "now": now}).fetchall()
             return _with_parts(db, _command(rows[0])) if rows else None
 
-        return await self._write(claim)
+        try:
+            return await self._write(claim)
+        except QueueSyncError as exc:
+            # Committed, only not confirmed on disk: go on with it, or it would sit in
+            # `sending` with nobody sending it. Lost in a crash, it is just queued again.
+            claimed: Command | None = exc.result
+            return claimed
 
     async def complete(
         self, command_id: str, result: Any, now: float, status: Status = Status.SENT
@@ -326,18 +374,34 @@ class SqliteQueue(Queue):
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         return dead_letters(await self._read(NEWEST_FAILED, (limit,)))
 
+    async def held_lanes(self, waiting_since: float) -> int:
+        heads = f"""SELECT min(seq), created_at, error FROM {COMMANDS_TABLE}
+            WHERE {_NOT_FINAL} GROUP BY lane"""
+        rows = await self._read(
+            f"SELECT count(*) FROM ({heads}) WHERE created_at < ? OR error IS NOT NULL",
+            (waiting_since,),
+        )
+        count: int = rows[0][0]
+        return count
+
     # --- the connection ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         """In the database thread: open, configure, migrate; note the highest seq."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
-        db = sqlite3.connect(self.path, isolation_level=None)
+        timeout = c.QUEUE_BUSY_TIMEOUT_SECONDS
+        if self.read_only:
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
         try:
             db.row_factory = sqlite3.Row
             self._configure(db)
             migrate(db, self.path)
             row = db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}").fetchone()
+            self.storage.opened(db)
         except BaseException:
             db.close()
             raise
@@ -353,6 +417,8 @@ class SqliteQueue(Queue):
         level = "NORMAL" if self.synchronous == "FULL" else self.synchronous
         db.execute(f"PRAGMA synchronous = {level}")
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        # A checkpointed log shrinks back to this size, so the reserve covers the next one.
+        db.execute(f"PRAGMA journal_size_limit = {c.QUEUE_RESERVE_BYTES}")
 
     def _database(self) -> DatabaseThread:
         if self._thread is None:
@@ -360,10 +426,18 @@ class SqliteQueue(Queue):
         return self._thread
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        rows: list[sqlite3.Row] = await self._database().call(
-            lambda db: db.execute(sql, params).fetchall()
+        rows: list[sqlite3.Row] = await self._guard(
+            self._database().call(lambda db: db.execute(sql, params).fetchall())
         )
         return rows
+
+    async def _guard(self, answer: Awaitable[_T]) -> _T:
+        """The answer of the database thread; a storage failure is noted in `health`."""
+        try:
+            return await answer
+        except StorageError as exc:
+            self.health.trouble(exc.reason)
+            raise
 
     async def _update(
         self, command_id: str, sql: str, params: Sequence[Any], then: str | None = None
@@ -386,7 +460,7 @@ class SqliteQueue(Queue):
 
     async def _write(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `job` in the next transaction; return once that is committed (and synced)."""
-        result: _T = await self._database().write(_Work(job=job))
+        result: _T = await self._guard(self._database().write(_Work(job=job)))
         return result
 
     def _transaction(self, db: sqlite3.Connection, batch: list[_Work]) -> list[Any]:
@@ -398,6 +472,7 @@ class SqliteQueue(Queue):
         which SQLite commits on its own: one call into SQLite, so the thread gives up and
         takes back Python's GIL once per batch, not once per statement.
         """
+        self.storage.check_identity(db)
         seq = self._seq
         results: list[Any] = [None] * len(batch)
         values: list[Any] = []
