@@ -11,7 +11,9 @@ import contextlib
 import dataclasses
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,8 @@ from gateway.commands import Command, Status
 from gateway.errors import ConfigError, StartupError, StorageError
 from gateway.guards import RateLimiter
 from gateway.ops.check import postgres_check
+from gateway.ops.migrate import Moved, migrate_queue
+from gateway.queue import SqliteQueue
 from gateway.queue.base import FailedUpdate, UpdateRecord
 from gateway.queue.pg_schema import SCHEMA_VERSION, VERSION_TABLE
 from gateway.queue.postgres import PostgresQueue
@@ -383,3 +387,52 @@ async def test_one_leader_fenced_by_epoch_and_notified_of_work_and_finals(pg_dsn
         assert await leader.queue.claim("9", T0) is None
         taken = await follower.queue.claim("9", T0)
         assert taken is not None and taken.id == second.id
+
+
+async def test_migrate_queue_moves_the_work_from_sqlite_in_order(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "gateway.db"
+    old = SqliteQueue(source)
+    await old.open()
+    now = time.time()
+    first, second, third = (
+        Command("sendMessage", {"chat_id": 1, "text": t}, created_at=now) for t in "abc"
+    )
+    other = Command("sendMessage", {"chat_id": 2, "text": "d"}, created_at=now)
+    keyed = Command("sendMessage", {"chat_id": 3, "text": "e"}, idempotency_key="k", created_at=now)
+    done = Command("sendMessage", {"chat_id": 3, "text": "f"}, created_at=now)
+    question = Command("sendMessage", {"chat_id": 4, "text": "ok?"}, created_at=now)
+    await old.put([first, second, other, keyed, done, question])
+    await old.put([third])
+    await old.claim("1", now)  # `a` was being sent: it goes back to queued
+    await old.save_part(first.id, 0, {"message_id": 7}, now)
+    for command in (keyed, done, question):
+        await old.claim(command.lane, now)
+    await old.complete(keyed.id, {"message_id": 8}, now)
+    await old.complete(done.id, {"message_id": 9}, now)
+    await old.complete(question.id, {"message_id": 10}, now, Status.AWAITING_REPLY)
+    await old.close()
+
+    moved = await migrate_queue(source, pg_dsn, now)
+    assert moved == Moved(queued=4, questions=1, keys_only=1, parts=1, skipped=0)
+    again = await migrate_queue(source, pg_dsn, now)
+    assert again == Moved(queued=0, questions=0, keys_only=0, parts=0, skipped=6)
+
+    new = PostgresQueue(pg_dsn)
+    await new.open()
+    try:
+        assert await new.get(done.id) is None
+        assert [c.id for c in await new.awaiting()] == [question.id]
+        found = await new.find_idempotent("k", now - 1)
+        assert found is not None and found.id == keyed.id and found.status is Status.SENT
+        texts = []
+        while (claimed := await new.claim("1", now)) is not None:
+            texts.append(claimed.params["text"])
+            if claimed.id == first.id:
+                assert claimed.result == [{"message_id": 7}]  # the part already sent
+            await new.complete(claimed.id, True, now)
+        assert texts == ["a", "b", "c"]
+        assert set(await new.lanes()) == {"2"}
+    finally:
+        await new.close()

@@ -168,6 +168,14 @@ class PostgresQueue(Queue):
             row = await conn.fetchrow(f"{_SELECT} WHERE id = $1", command_id)
             return await with_parts(conn, command_of(row)) if row else None
 
+    async def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these command ids are stored already (`gateway migrate-queue`)."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT id FROM {COMMANDS_TABLE} WHERE id = ANY($1::text[])", list(ids)
+            )
+        return {row["id"] for row in rows}
+
     async def find_idempotent(self, key: str, since: float) -> Command | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(
