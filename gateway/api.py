@@ -161,6 +161,10 @@ async def metrics(request: web.Request) -> web.Response:
     """`GET /metrics` in Prometheus' text format."""
     registry = request.app[keys.METRICS]
     registry.depth.set(await request.app[keys.QUEUE].depth())
+    replica = request.app.get(keys.REPLICA)
+    if replica is not None:
+        registry.leader.set(int(replica.leadership.role == "leader"))
+        registry.elections.set(replica.leadership.elections)
     return web.Response(
         body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

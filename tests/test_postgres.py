@@ -185,6 +185,13 @@ async def test_a_gateway_on_postgres_delivers_and_answers_503_while_it_is_down(
         status, body = await gw.enqueue({"text": "one"})
         assert status == 202, body
         assert (await gw.command(body["id"], wait=10))["status"] == "sent"
+        async with gw.http.get(f"{gw.url}/healthz") as resp:
+            health = await resp.json()
+            assert resp.status == 200, health
+            assert (health["role"], health["leader"]) == ("leader", health["replica"])
+        async with gw.http.get(f"{gw.url}/metrics", headers=gw.auth) as resp:
+            text = await resp.text()
+            assert "gateway_leader 1.0" in text and "gateway_leader_elections 1.0" in text
 
         pg_server.stop()
         try:
