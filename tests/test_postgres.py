@@ -10,15 +10,18 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from gateway import cli
+from gateway import cli, keys
 from gateway import constants as c
+from gateway.certs import client_ssl_context, write_certificate
 from gateway.cluster import Leadership
 from gateway.commands import Command, Status
 from gateway.errors import ConfigError, StartupError, StorageError
@@ -30,7 +33,8 @@ from gateway.queue.base import FailedUpdate, UpdateRecord
 from gateway.queue.pg_schema import SCHEMA_VERSION, VERSION_TABLE
 from gateway.queue.postgres import PostgresQueue
 from gateway.secretfiles import Secret
-from tests.conftest import USER, GatewayFactory, Sandbox, Workspace
+from gateway.server import serve
+from tests.conftest import USER, GatewayFactory, Sandbox, Workspace, free_loopback_address
 from tests.pg_helpers import PgServer
 
 T0 = 1_700_000_000.0
@@ -443,3 +447,52 @@ async def test_migrate_queue_moves_the_work_from_sqlite_in_order(
         assert set(await new.lanes()) == {"2"}
     finally:
         await new.close()
+
+
+async def test_a_question_asked_on_one_replica_is_answered_through_another(
+    pg_dsn: str, gateway_factory: GatewayFactory, sandbox: Sandbox, workspace: Workspace
+) -> None:
+    """Asked through A (the leader); A stops; B takes over, gets the webhook, and the tap
+    that lands on B answers the question A asked."""
+    await sandbox.create_chat(USER)
+    env = {"GATEWAY_QUEUE_BACKEND": "postgres", "GATEWAY_QUEUE_DSN": pg_dsn}
+    async with contextlib.AsyncExitStack() as outer:
+        first = contextlib.AsyncExitStack()
+        a = await first.enter_async_context(gateway_factory(env))
+        b_root = workspace.root / "replica-b"
+        shutil.copytree(workspace.root / "config", b_root / "config")  # A's secrets
+        b_host = free_loopback_address()
+        write_certificate(b_root / "certs", b_host, 30)
+        b_config = Workspace(b_root, b_host).config(sandbox.url, env)
+        b_app = await outer.enter_async_context(serve(b_config))
+        context = client_ssl_context(b_config.certificate_path.read_bytes())
+        b_http = await outer.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        )
+        assert b_app[keys.REPLICA].leadership.role == "follower"
+
+        expect = {"buttons": [["Approve", "Reject"]], "timeout_s": 600}
+        status, body = await a.enqueue(
+            {"text": "Ship it?", "chat_id": USER, "expect_reply": expect}
+        )
+        assert status == 202, body
+        for _ in range(200):
+            if (await a.command(body["id"]))["status"] == "awaiting_reply":
+                break
+            await asyncio.sleep(0.05)
+        [message] = await sandbox.wait_messages(USER, 1)
+
+        await first.aclose()  # A goes; B leads and registers its own webhook
+        await eventually(lambda: b_app[keys.WEBHOOK].registered)
+        assert b_app[keys.REPLICA].leadership.role == "leader"
+        buttons = [b for row in message["reply_markup"]["inline_keyboard"] for b in row]
+        data = next(b["callback_data"] for b in buttons if b["text"] == "Approve")
+        tap = {"user_id": USER, "chat_id": USER, "message_id": message["message_id"], "data": data}
+        await sandbox.control("POST", "callbacks", tap)
+
+        url = f"{b_config.public_url}/commands/{body['id']}"
+        auth = {"Authorization": f"Bearer {workspace.token}"}
+        async with b_http.get(url, params={"wait": "10"}, headers=auth) as resp:
+            done = await resp.json()
+    assert done["status"] == "answered", done
+    assert done["reply"]["answer"] == "Approve"
