@@ -36,6 +36,7 @@ from gateway.secretfiles import Secret
 from gateway.server import serve
 from tests.conftest import USER, GatewayFactory, Sandbox, Workspace, free_loopback_address
 from tests.pg_helpers import PgServer
+from tests.tcp_proxy import TcpProxy
 
 T0 = 1_700_000_000.0
 
@@ -324,7 +325,9 @@ class Member:
 
 
 @contextlib.asynccontextmanager
-async def member(dsn: str, name: str) -> AsyncIterator[Member]:
+async def member(
+    dsn: str, name: str, events: list[tuple[float, str, str]] | None = None
+) -> AsyncIterator[Member]:
     queue = PostgresQueue(dsn)
     await queue.open()
     queue.clustered = True
@@ -334,9 +337,12 @@ async def member(dsn: str, name: str) -> AsyncIterator[Member]:
 
     async def on_elected(epoch: int) -> None:
         elected.append(epoch)
+        if events is not None:
+            events.append((time.monotonic(), name, "elected"))
 
     async def on_deposed() -> None:
-        pass
+        if events is not None:
+            events.append((time.monotonic(), name, "deposed"))
 
     leadership = Leadership(
         dsn,
@@ -496,3 +502,26 @@ async def test_a_question_asked_on_one_replica_is_answered_through_another(
             done = await resp.json()
     assert done["status"] == "answered", done
     assert done["reply"]["answer"] == "Approve"
+
+
+async def test_a_leader_cut_off_from_the_database_stops_before_another_leads(
+    pg_server: PgServer, pg_dsn: str
+) -> None:
+    """A's link to PostgreSQL goes silent (a proxy swallows the answers): A steps down on
+    its own; only then, its session closed, does B get the lock."""
+    proxy = TcpProxy("127.0.0.1", pg_server.port)
+    await proxy.start()
+    through_proxy = pg_server.dsn(pg_dsn.rsplit("/", 1)[1], port=proxy.port)
+    events: list[tuple[float, str, str]] = []
+    try:
+        async with member(through_proxy, "a", events) as a:
+            await eventually(lambda: a.leadership.role == "leader")
+            async with member(pg_dsn, "b", events) as b:
+                await eventually(lambda: b.leadership.leader == "a")
+                proxy.answering = False
+                await eventually(lambda: b.leadership.role == "leader", seconds=20)
+                assert a.leadership.role == "follower"
+    finally:
+        await proxy.stop()
+    order = [(who, what) for _, who, what in events]
+    assert order[:3] == [("a", "elected"), ("a", "deposed"), ("b", "elected")], order
