@@ -113,6 +113,9 @@ LEADER_CHECK_SECONDS: Final = 1.0
 LEADER_KEEPALIVE_IDLE: Final = 2
 LEADER_KEEPALIVE_INTERVAL: Final = 1
 LEADER_KEEPALIVE_COUNT: Final = 2
+#: A new leader waits this long before its first send: the old leader's last sends leave
+#: Telegram's one-second windows first (the new leader's flood control starts empty).
+LEADER_TAKEOVER_PAUSE_SECONDS: Final = 1.0
 #: NOTIFY channels: lanes with new commands (for the leader), commands that became final (for
 #: `GET /commands/{id}?wait=N` on every replica).
 PG_WORK_CHANNEL: Final = "gateway_work"

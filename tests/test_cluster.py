@@ -241,7 +241,10 @@ async def test_the_leader_is_killed_twice_mid_stream_and_nothing_is_lost(
         "accepted": len(accepted),
         "sent_twice": twice,
         "failover_seconds": [round(f, 2) for f in failovers],
-        "sandbox_429": stats.get("too_many_requests"),
+        # Flood-control 429s; `too_many_requests` also counts a setWebhook refused because the
+        # previous leader set it under a second ago (retried after retry_after).
+        "sandbox_flood_429": stats.get("flood_429"),
+        "sandbox_429_all": stats.get("too_many_requests"),
         "max_global_per_second": stats.get("max_global_per_second"),
         "max_chat_per_second": stats.get("max_chat_per_second"),
     }
@@ -249,7 +252,10 @@ async def test_the_leader_is_killed_twice_mid_stream_and_nothing_is_lost(
     # At most one command in flight per chat at each kill may have been sent twice.
     assert twice <= 2 * CHATS, report
     assert all(f <= 5 for f in failovers), report
-    assert stats.get("too_many_requests") == 0, report
+    assert stats.get("flood_429") == 0, report
+    # The gateway's own global limit holds across each handover too (the new leader waits out
+    # the old one's last second of sends).
+    assert stats["max_global_per_second"] <= 100, report
 
 
 async def leader_of_alive(

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway import constants as c
 from gateway.cluster.leadership import Leadership
 from gateway.errors import GatewayError
 from gateway.queue.postgres import PostgresQueue
@@ -56,6 +57,8 @@ class Replica:
         }
 
     async def _elected(self, epoch: int) -> None:
+        if epoch > 1:  # someone led before: let its last second of sends pass
+            await asyncio.sleep(c.LEADER_TAKEOVER_PAUSE_SECONDS)
         await self._worker.prepare()
         self._task = asyncio.create_task(self._worker.run(), name=f"queue worker {epoch}")
         if self._register is not None:
