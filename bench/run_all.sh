@@ -13,3 +13,4 @@ $PY bench/delivery.py
 $PY bench/latency.py
 $PY bench/memory.py
 $PY bench/outage.py
+$PY bench/media.py

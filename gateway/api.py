@@ -15,14 +15,14 @@ from prometheus_client.exposition import generate_latest
 from gateway import constants as c
 from gateway import keys
 from gateway.auth import CLIENT
+from gateway.chatdefaults import apply_chat_defaults
 from gateway.clients import ApiClient
 from gateway.commands import Command
 from gateway.egress import check_callbacks
 from gateway.errors import InputError, StorageError
-from gateway.http import read_json_object
+from gateway.media.door import check_request, pop_fetch, read_body
 from gateway.openapi import build_openapi
 from gateway.queue.base import Queue
-from gateway.validation import check_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +31,28 @@ async def enqueue_command(request: web.Request) -> web.Response:
     """`POST /enqueue_command`: accept a message (or a Bot API call) for delivery → 202."""
     app = request.app
     config = app[keys.CONFIG]
-    body = await read_json_object(request, config.server.body_limit)
+    media = app[keys.MEDIA]
+    body, uploads = await read_body(request, config, media.store)
+    fetch = pop_fetch(body)
     dispatch = await _reply_target(app[keys.QUEUE], body)
     if dispatch is not None:
         body = {**body, "chat_id": dispatch.params["chat_id"]}
         del body["reply_to"]
-    parsed = await check_enqueue(
-        body,
-        config.allowed_users,
-        request.headers.get(c.IDEMPOTENCY_HEADER),
-        config.delivery.long_text,
-        config.delivery.max_text_length,
+    parsed = await check_request(
+        body, config, config.allowed_users, request.headers.get(c.IDEMPOTENCY_HEADER)
     )
     if dispatch is not None:  # an answer to a user's command, delivered as a reply to it
         for command in parsed.commands:
             command.params["reply_parameters"] = {"message_id": dispatch.meta["message_id"]}
             command.meta["reply_to"] = dispatch.id
+            if "thread_id" in dispatch.meta:  # a command from a forum topic: answer there
+                command.params.setdefault("message_thread_id", dispatch.meta["thread_id"])
+    apply_chat_defaults(parsed.commands, config.chat_defaults)
     client = request[CLIENT]
     check_scope(client, parsed.commands)
     await check_callbacks(parsed.commands, app[keys.SERVICES].callback_networks)
+    await media.prepare(parsed.commands, uploads, fetch, config.delivery.long_text)
+    await media.link(parsed.commands)
     for command in parsed.commands:
         command.client = client.name
     # Keys are per client: one client cannot learn about another's commands through them.
@@ -160,7 +163,11 @@ def _wait_seconds(raw: str | None) -> float:
 async def metrics(request: web.Request) -> web.Response:
     """`GET /metrics` in Prometheus' text format."""
     registry = request.app[keys.METRICS]
-    registry.depth.set(await request.app[keys.QUEUE].depth())
+    queue = request.app[keys.QUEUE]
+    registry.depth.set(await queue.depth())
+    size = queue.storage_bytes()
+    if size is not None:
+        registry.database_bytes.set(size)
     replica = request.app.get(keys.REPLICA)
     if replica is not None:
         registry.leader.set(int(replica.leadership.role == "leader"))

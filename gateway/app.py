@@ -25,6 +25,8 @@ from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
 from gateway.listener import connection_guard
+from gateway.media.service import MediaService
+from gateway.media.store import DiskMediaStore
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
@@ -33,6 +35,7 @@ from gateway.queue.memory import MemoryQueue
 from gateway.queue.postgres import PostgresQueue
 from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
+from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.telegram import create_bot
 from gateway.worker import RetryBudget, Worker
@@ -81,6 +84,10 @@ def create_app(
         app[keys.QUEUE], app[keys.BOT], flood, budget, hooks=app[keys.METRICS]
     )
     app[keys.OUTBOX] = Outbox(app[keys.QUEUE], app[keys.WORKER])
+    app[keys.MEDIA] = MediaService(
+        DiskMediaStore(config.media_dir), config.media, app[keys.METRICS].registry
+    )
+    app[keys.WORKER].use_media(app[keys.MEDIA])
     services = ServiceCaller(
         {route.command: route for route in config.routes},
         app[keys.OUTBOX],
@@ -103,6 +110,9 @@ def create_app(
         config.routes,
         app[keys.QUESTIONS],
     )
+    app[keys.PRUNER] = Pruner(
+        app[keys.QUEUE], config.queue.retention, on_pruned=app[keys.METRICS].pruned.inc
+    )
     store = app[keys.QUEUE]
     if isinstance(store, PostgresQueue):
         address = f"{config.server.host}:{config.server.port}"
@@ -114,9 +124,11 @@ def create_app(
             _bot_session,
             _queue_storage,
             _storage_watch,
+            _media_files,
             _service_calls,
             delivery,
             _expiry_task,
+            _retention_task,
         ]
     )
     proxy.install(app, config)
@@ -199,6 +211,15 @@ async def _storage_watch(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _media_files(app: web.Application) -> AsyncIterator[None]:
+    """The media store, and the task deleting files no command refers to any more."""
+    media = app[keys.MEDIA]
+    await media.open()
+    async with _background(media.run_collector(app[keys.QUEUE]), "media collector"):
+        yield
+    await media.close()
+
+
 async def _service_calls(app: web.Application) -> AsyncIterator[None]:
     services = app[keys.SERVICES]
     await services.open()
@@ -209,6 +230,12 @@ async def _service_calls(app: web.Application) -> AsyncIterator[None]:
 async def _expiry_task(app: web.Application) -> AsyncIterator[None]:
     """Questions past their timeout become `expired`."""
     async with _background(app[keys.QUESTIONS].run_expiry(), "question expiry"):
+        yield
+
+
+async def _retention_task(app: web.Application) -> AsyncIterator[None]:
+    """Final commands older than `[queue] retention` are deleted (stopped before the queue)."""
+    async with _background(app[keys.PRUNER].run(), "retention"):
         yield
 
 

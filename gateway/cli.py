@@ -435,6 +435,8 @@ def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:
         "handled": update.handled,
         "update": body,
     }
+
+
 def _callback_key(args: argparse.Namespace) -> str:
     """The client's callback key, derived from the callback secret (created if missing)."""
     path = (

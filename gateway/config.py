@@ -8,17 +8,20 @@ or variable at fault.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeAlias, get_args
 from urllib.parse import urlsplit
 
 from gateway import constants as c
+from gateway.chatdefaults import ChatDefault, parse_chat_defaults
 from gateway.egress import parse_networks
 from gateway.errors import ConfigError
 from gateway.routes import Route, parse_routes
@@ -41,6 +44,9 @@ QueueBackend = Literal["memory", "sqlite", "postgres"]
 LongText = Literal["split", "truncate", "reject"]
 KeyPermissions = Literal["refuse", "warn"]
 UploadCertificate = Literal["auto", "always", "never"]
+#: Seconds, written in the file as a number or as "30s", "15m", "12h", "7d".
+Duration: TypeAlias = float
+_DURATION_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 CHOICES: dict[str, tuple[str, ...]] = {
     "QueueBackend": get_args(QueueBackend),
     "LongText": get_args(LongText),
@@ -122,6 +128,10 @@ class QueueSettings:
 
     backend: QueueBackend = "sqlite"
     path: str = c.DEFAULT_QUEUE_PATH
+    #: How long a final command (sent, failed, answered, expired) is kept after it became
+    #: final; then it is deleted and its id answers 404. Idempotency keys are honoured for
+    #: their 24 h whatever this says.
+    retention: Duration = c.DEFAULT_RETENTION_SECONDS
     #: The `postgres` backend's database, `postgresql://user@host:port/db`. It may hold a
     #: password: prefer `dsn_file` (or GATEWAY_QUEUE_DSN) to keep it out of the config file.
     dsn: str = ""
@@ -131,8 +141,8 @@ class QueueSettings:
     def __repr__(self) -> str:  # the DSN may carry a password
         dsn = "'***'" if self.dsn else "''"
         return (
-            f"QueueSettings(backend={self.backend!r}, path={self.path!r}, dsn={dsn}, "
-            f"dsn_file={self.dsn_file!r})"
+            f"QueueSettings(backend={self.backend!r}, path={self.path!r}, "
+            f"retention={self.retention!r}, dsn={dsn}, dsn_file={self.dsn_file!r})"
         )
 
 
@@ -158,6 +168,24 @@ class FloodSettings:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    """`[media]`: files, photos and albums (see README "Files and topics")."""
+
+    #: Where accepted files are kept until retention deletes their commands.
+    dir: str = c.DEFAULT_MEDIA_DIR
+    #: The largest file accepted (Telegram: 50 MB); larger → 413 naming this key.
+    max_upload_bytes: int = c.TELEGRAM_MAX_UPLOAD_BYTES
+    #: The largest photo accepted (Telegram: 10 MB).
+    max_photo_bytes: int = c.TELEGRAM_MAX_PHOTO_BYTES
+    #: Networks (CIDRs) the gateway may fetch `"fetch": true` URLs from; empty: no fetching.
+    fetch_allowed_networks: tuple[str, ...] = ()
+    #: Seconds a gateway fetch may take.
+    fetch_timeout: float = c.DEFAULT_FETCH_TIMEOUT_SECONDS
+    #: Bytes of uploads to Telegram in flight at once.
+    max_bytes_in_flight: int = c.DEFAULT_MEDIA_BYTES_IN_FLIGHT
+
+
+@dataclass(frozen=True)
 class SandboxSettingsSection:
     """`[sandbox]`: the in-process Telegram emulator used when no bot token is configured."""
 
@@ -173,6 +201,7 @@ SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "flood": FloodSettings,
     "sandbox": SandboxSettingsSection,
+    "media": MediaSettings,
 }
 
 
@@ -204,6 +233,10 @@ class Config:
     source: str = field(default="defaults")
     #: True when the gateway runs against its built-in sandbox (no token configured).
     sandbox_mode: bool = False
+    media: MediaSettings = field(default_factory=MediaSettings)
+    media_dir: Path = Path(c.DEFAULT_MEDIA_DIR)
+    #: Per-chat defaults of sends (`[[chat_defaults]]`: topic, silence).
+    chat_defaults: tuple[ChatDefault, ...] = ()
 
     @property
     def bot_token(self) -> Secret:
@@ -245,6 +278,7 @@ def load_config(
     }
     policy = sections["server"].key_permissions
     routes = parse_routes(raw.pop("routes", []), base, source, policy)
+    chat_defaults = parse_chat_defaults(raw.pop("chat_defaults", []), source)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -258,6 +292,8 @@ def load_config(
     sandbox: SandboxSettingsSection = sections["sandbox"]
     _validate(server, telegram)
     _validate_delivery(sections["delivery"])
+    _validate_media(sections["media"])
+    _validate_queue(sections["queue"])
 
     token = read_token(
         _resolve(base, telegram.token_file),
@@ -310,6 +346,9 @@ def load_config(
         ),
         source=source,
         sandbox_mode=token is None,
+        media=sections["media"],
+        media_dir=_resolve(base, sections["media"].dir),
+        chat_defaults=chat_defaults,
     )
 
 
@@ -444,6 +483,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool
             except ValueError:
                 pass
         raise ConfigError(f"{where} must be a number, not {value!r}")
+    if kind == "Duration":
+        return parse_duration(value, where)
     if kind in CHOICES:
         if value in CHOICES[kind]:
             return value
@@ -459,6 +500,24 @@ def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool
     return value
 
 
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from a number or a string like "90", "30s", "15m", "12h" or "7d"."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:], 0.0) if text else 0.0
+        number = text[:-1] if unit else text
+        with contextlib.suppress(ValueError):
+            seconds = float(number) * (unit or 1.0)
+    if seconds is None or not math.isfinite(seconds):
+        raise ConfigError(
+            f'{where} must be a duration such as 3600, "30s", "15m", "12h" or "7d", not {value!r}'
+        )
+    return seconds
+
+
 def _check_unknown_env(env: Mapping[str, str]) -> None:
     known = {ENV_TOKEN, ENV_CONFIG}
     for name, cls in SECTIONS.items():
@@ -468,6 +527,25 @@ def _check_unknown_env(env: Mapping[str, str]) -> None:
     for var in sorted(env):
         if var.startswith(ENV_PREFIX) and var not in known:
             raise ConfigError(f"environment variable {var} is not a known setting")
+
+
+def _validate_media(media: MediaSettings) -> None:
+    parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
+    for key in ("max_upload_bytes", "max_photo_bytes", "max_bytes_in_flight"):
+        if getattr(media, key) <= 0:
+            raise ConfigError(f"[media] {key} must be a positive number of bytes")
+    if media.max_bytes_in_flight < media.max_upload_bytes:
+        raise ConfigError("[media] max_bytes_in_flight must be at least max_upload_bytes")
+    if media.fetch_timeout <= 0:
+        raise ConfigError("[media] fetch_timeout must be a positive number of seconds")
+
+
+def _validate_queue(queue: QueueSettings) -> None:
+    if queue.retention < c.MIN_RETENTION_SECONDS:
+        raise ConfigError(
+            f"[queue] retention must be at least {c.MIN_RETENTION_SECONDS:g} second, "
+            f"not {queue.retention:g}"
+        )
 
 
 def _validate_delivery(delivery: DeliverySettings) -> None:

@@ -58,6 +58,9 @@ PRIVATE_KEY_FILENAME: Final = "key.pem"
 DEFAULT_CERT_DAYS: Final = 365
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
+#: Default of `[queue] retention`: final commands are kept this long (seconds), then deleted.
+DEFAULT_RETENTION_SECONDS: Final = 7 * 86400.0
+MIN_RETENTION_SECONDS: Final = 1.0
 
 # --- Queue storage ------------------------------------------------------------------------------
 #: Space kept in `<queue>.reserve` and given up when the disk fills, so the write-ahead log can
@@ -164,6 +167,16 @@ ALLOWED_METHODS: Final = (
     "editMessageReplyMarkup",
     "deleteMessage",
     "sendChatAction",
+    "sendPhoto",
+    "sendDocument",
+    "sendVideo",
+    "sendAudio",
+    "sendVoice",
+    "sendAnimation",
+    "sendMediaGroup",
+    "editMessageCaption",
+    "editMessageMedia",
+    "sendLocation",
 )
 PARSE_MODES: Final = ("HTML", "Markdown", "MarkdownV2")
 #: Bot API methods the gateway calls for itself (never accepted from API clients).
@@ -174,6 +187,29 @@ CALLBACK_METHOD: Final = "callback"
 SERVICE_METHODS: Final = frozenset({DISPATCH_METHOD, CALLBACK_METHOD})
 #: Lanes of service calls start with this; flood control does not apply to them.
 SERVICE_LANE: Final = "svc:"
+
+# --- Media (gateway.media) ---------------------------------------------------------------------
+#: Telegram's upload limits: photos 10 MB, other files 50 MB; by URL Telegram fetches photos up
+#: to 5 MB and other files up to 20 MB.
+TELEGRAM_MAX_PHOTO_BYTES: Final = 10 * 1000 * 1000
+TELEGRAM_MAX_UPLOAD_BYTES: Final = 50 * 1000 * 1000
+#: An album (sendMediaGroup) holds 2 to 10 items.
+ALBUM_SIZE_RANGE: Final = (2, 10)
+#: The multipart part holding the JSON body of an upload request.
+PAYLOAD_PART: Final = "payload"
+ATTACH_PREFIX: Final = "attach://"
+DEFAULT_MEDIA_DIR: Final = "var/media"
+#: How long a gateway fetch (`"fetch": true`) may take.
+DEFAULT_FETCH_TIMEOUT_SECONDS: Final = 30.0
+#: Bytes of uploads in flight to Telegram at once (beyond it, uploads wait their turn).
+DEFAULT_MEDIA_BYTES_IN_FLIGHT: Final = 200 * 1000 * 1000
+#: How often unreferenced files are looked for, and how young a file or link is spared.
+MEDIA_COLLECT_SECONDS: Final = 600.0
+MEDIA_COLLECT_GRACE_SECONDS: Final = 3600.0
+#: Files up to this size are read whole when sent to Telegram; larger ones are streamed.
+MEDIA_IN_MEMORY_BYTES: Final = 1024 * 1024
+#: Chunk size for streaming uploads to disk.
+MEDIA_CHUNK_BYTES: Final = 256 * 1024
 
 # --- Webhook ------------------------------------------------------------------------------------
 #: How long a handled update's id is remembered, so that a re-send is not handled again.
@@ -190,3 +226,15 @@ SHUTDOWN_GRACE_SECONDS: Final = 5.0
 #: Default request timeout for Bot API calls (`[telegram] request_timeout`), and its ceiling.
 BOT_API_TIMEOUT_SECONDS: Final = 30.0
 MAX_BOT_API_TIMEOUT_SECONDS: Final = 600.0
+
+# --- Retention ----------------------------------------------------------------------------------
+#: Final commands deleted per transaction: small, so a prune never holds the writer for long.
+PRUNE_BATCH: Final = 500
+#: Pause between two full batches (a backlog is worked off without monopolising the writer).
+PRUNE_PAUSE_SECONDS: Final = 0.05
+#: Longest pause when there was nothing (more) to prune; shorter for a short retention.
+PRUNE_IDLE_SECONDS: Final = 60.0
+#: Longest back-off after a storage error.
+PRUNE_BACKOFF_MAX_SECONDS: Final = 300.0
+#: Free pages handed back to the file system after each prune (4 KiB each).
+VACUUM_PAGES: Final = 4096

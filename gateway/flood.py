@@ -284,6 +284,22 @@ class FloodController:
         self.last_acquired = now
         return 0.0
 
+    def charge(self, chat_id: ChatId, extra: int, at: float) -> None:
+        """Count `extra` more messages of a send whose slot was acquired at `at` (an album of
+        N is N messages to Telegram): each takes the next free place of every window, so the
+        sends after it wait as if N messages had gone out one after the other."""
+        state = self._chats.get(_chat_key(chat_id))
+        windows = [self._global]
+        if state is not None:
+            windows.append(state.window)
+            if state.group is not None:
+                windows.append(state.group)
+        for window in windows:
+            when = at
+            for _ in range(extra):
+                when = window.ready_at(when)
+                window.record(when)
+
     def settle(self, chat_id: ChatId, acquired_at: float) -> None:
         """The send acquired at ``acquired_at`` was answered: count it from now on instead.
 

@@ -96,6 +96,7 @@ def build_router(outbox: Outbox, routes: Sequence[Route], questions: Questions) 
             text=help_text(routes, user_id),
             parse_mode="HTML",
             reply_parameters={"message_id": message.message_id},
+            **topic_of(message),
         )
 
     async def routed_command(message: Message, command: CommandObject) -> None:
@@ -108,6 +109,7 @@ def build_router(outbox: Outbox, routes: Sequence[Route], questions: Questions) 
                 chat_id=message.chat.id,
                 text=f"/{route.command} is not available to you.",
                 reply_parameters=reply,
+                **topic_of(message),
             )
             return
         payload = {
@@ -119,7 +121,9 @@ def build_router(outbox: Outbox, routes: Sequence[Route], questions: Questions) 
             "message_id": message.message_id,
             "date": int(message.date.timestamp()),
         }
-        job = dispatch_command(route, payload, message.chat.id, message.message_id)
+        job = dispatch_command(
+            route, payload, message.chat.id, message.message_id, **topic_of(message)
+        )
         await outbox.submit([job])
         logger.info("dispatching /%s from user %d as %s", route.command, user.id, job.id)
 
@@ -134,6 +138,7 @@ def build_router(outbox: Outbox, routes: Sequence[Route], questions: Questions) 
             chat_id=message.chat.id,
             text=f"Unknown command {html.escape(name)}. Send /help for the list.",
             parse_mode="HTML",
+            **topic_of(message),
         )
 
     async def answers_a_question(message: Message) -> dict[str, Any] | bool:
@@ -149,6 +154,13 @@ def build_router(outbox: Outbox, routes: Sequence[Route], questions: Questions) 
         await questions.on_tap(query)
 
     return router
+
+
+def topic_of(message: Message) -> dict[str, int]:
+    """`message_thread_id` for an answer to a message in a forum topic (answered there)."""
+    if message.is_topic_message and message.message_thread_id:
+        return {"message_thread_id": message.message_thread_id}
+    return {}
 
 
 def build_dispatcher(

@@ -13,10 +13,12 @@ from gateway.cluster import Replica
 from gateway.config import Config
 from gateway.flood import FloodController
 from gateway.guards import RateLimiter, SignatureVerifier
+from gateway.media.service import MediaService
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
 from gateway.queue.base import Queue
+from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.worker import Worker
 
@@ -44,5 +46,7 @@ SIGNATURES = web.AppKey("signatures", SignatureVerifier)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SERVICES = web.AppKey("services", ServiceCaller)
 QUESTIONS = web.AppKey("questions", Questions)
+MEDIA = web.AppKey("media", MediaService)
+PRUNER = web.AppKey("pruner", Pruner)
 #: Present on the postgres backend: this replica's part in the election (gateway/cluster/).
 REPLICA = web.AppKey("replica", Replica)

@@ -40,6 +40,16 @@ class Metrics(DeliveryHooks):
             registry=r,
         )
         self.depth = Gauge("gateway_queue_depth", "Commands queued or being sent", registry=r)
+        self.database_bytes = Gauge(
+            "gateway_queue_database_bytes",
+            "Size of the queue database on disk: the file and its write-ahead log",
+            registry=r,
+        )
+        self.pruned = Counter(
+            "gateway_commands_pruned",
+            "Final commands deleted after [queue] retention",
+            registry=r,
+        )
         self._accepted_by_method: dict[str, Counter] = {}
         self.updates = Counter(
             "gateway_webhook_updates", "Updates received on the webhook", ["type"], registry=r

@@ -14,6 +14,7 @@ from typing import Any
 from gateway import __version__
 from gateway import constants as c
 from gateway.config import Config
+from gateway.media.openapi import MEDIA_ERRORS, multipart_content
 from gateway.openapi_schemas import (
     components,
     error_schema,
@@ -50,9 +51,10 @@ ENQUEUE_ERRORS: dict[int, tuple[str, ...]] = {
         "out_of_range",
         "too_deep",
         "too_many_values",
+        *MEDIA_ERRORS[400],
     ),
     403: ("forbidden_method", "forbidden_chat"),
-    413: ("body_too_large", "text_too_large"),
+    413: ("body_too_large", "text_too_large", *MEDIA_ERRORS[413]),
     415: ("unsupported_media_type",),
 }
 COMMAND_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_wait",), 404: ("not_found",)}
@@ -69,8 +71,8 @@ _ERROR_DESCRIPTIONS = {
     401: "Wrong or missing credentials.",
     403: "Refused.",
     404: "Not found.",
-    413: "The body is over `[server] body_limit`.",
-    415: "The body is not `application/json`.",
+    413: "The body is over `[server] body_limit`, or a file over its `[media]` limit.",
+    415: "The body is neither `application/json` nor `multipart/form-data`.",
 }
 
 
@@ -145,9 +147,18 @@ def _enqueue_operation(config: Config) -> dict[str, Any]:
         "parameters": [ref("parameters", "IdempotencyKey"), ref("parameters", "Signature")],
         "requestBody": {
             "required": True,
-            "content": json_content(
-                {"oneOf": [ref("schemas", "ShortForm"), ref("schemas", "GeneralForm")]}
-            ),
+            "content": {
+                **json_content(
+                    {
+                        "oneOf": [
+                            ref("schemas", "ShortForm"),
+                            ref("schemas", "MediaShortForm"),
+                            ref("schemas", "GeneralForm"),
+                        ]
+                    }
+                ),
+                **multipart_content(),
+            },
         },
         "responses": _protected(
             {

@@ -12,6 +12,7 @@ from typing import Any
 from gateway import constants as c
 from gateway.commands import Status
 from gateway.guards import SIGNATURE_HEADER, SIGNATURE_WINDOW_SECONDS
+from gateway.media.openapi import FETCH, media_schemas
 from gateway.questions import MAX_BUTTON_TEXT, MAX_COLUMNS, MAX_ROWS
 from gateway.validation import DEFAULT_QUESTION_TIMEOUT, MAX_QUESTION_TIMEOUT
 
@@ -123,6 +124,7 @@ def _schemas() -> dict[str, Any]:
     }
     status = {"type": "string", "enum": [s.value for s in Status]}
     return {
+        **media_schemas(idempotency_key, parse_mode),
         "ChatId": {
             "oneOf": [
                 {"type": "integer", "minimum": -MAX_CHAT_ID, "maximum": MAX_CHAT_ID},
@@ -149,6 +151,11 @@ def _schemas() -> dict[str, Any]:
                 "parse_mode": parse_mode,
                 "disable_notification": {"type": ["boolean", "null"]},
                 "protect_content": {"type": ["boolean", "null"]},
+                "message_thread_id": {
+                    "type": ["integer", "null"],
+                    "description": "A forum topic of the chat (`[[chat_defaults]]` may name one).",
+                },
+                "fetch": FETCH,
                 "link_preview_options": {
                     "type": ["object", "null"],
                     "description": "A Bot API LinkPreviewOptions.",
@@ -232,6 +239,7 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "idempotency_key": idempotency_key,
+                "fetch": FETCH,
                 "reply_to": {"type": "null", "description": "Only with the short form."},
             },
             "additionalProperties": False,

@@ -39,9 +39,14 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 
 def dispatch_command(
-    route: Route, payload: dict[str, Any], chat_id: int, message_id: int
+    route: Route,
+    payload: dict[str, Any],
+    chat_id: int,
+    message_id: int,
+    message_thread_id: int | None = None,
 ) -> Command:
-    """A queued dispatch of one user's command to `route`'s service."""
+    """A queued dispatch of one user's command to `route`'s service (answered in its forum
+    topic when it came from one)."""
     command = Command(
         method=c.DISPATCH_METHOD,
         params={"chat_id": chat_id},
@@ -49,7 +54,15 @@ def dispatch_command(
         meta={"route": route.command, "message_id": message_id, "max_attempts": route.max_attempts},
     )
     command.meta["payload"] = {"id": command.id, **payload}
+    if message_thread_id is not None:
+        command.meta["thread_id"] = message_thread_id
     return command
+
+
+def _topic(command: Command) -> dict[str, Any]:
+    """An answer to a dispatch goes to the forum topic the user's command came from."""
+    thread = command.meta.get("thread_id")
+    return {"message_thread_id": thread} if isinstance(thread, int) else {}
 
 
 class ServiceCaller:
@@ -100,6 +113,7 @@ class ServiceCaller:
             chat_id=command.params["chat_id"],
             text=text,
             reply_parameters={"message_id": command.meta["message_id"]},
+            **_topic(command),
         )
 
     async def _dispatch(self, command: Command) -> telegram.Outcome:
@@ -129,6 +143,7 @@ class ServiceCaller:
         params: dict[str, Any] = {
             "chat_id": chat_id,
             "reply_parameters": {"message_id": command.meta["message_id"]},
+            **_topic(command),
         }
         if content_type == "application/json":
             try:

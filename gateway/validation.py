@@ -29,6 +29,7 @@ SHORT_FIELDS: dict[str, tuple[type, ...]] = {
     "parse_mode": (str,),
     "disable_notification": (bool,),
     "protect_content": (bool,),
+    "message_thread_id": (int,),
     "link_preview_options": (dict,),
     "reply_markup": (dict,),
 }

@@ -27,6 +27,7 @@ from gateway import telegram
 from gateway.commands import Command, Status
 from gateway.errors import StorageError
 from gateway.flood import FloodController
+from gateway.media.service import MediaService, MediaUnavailable, caption_part_params
 from gateway.queue.base import Queue
 from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
@@ -119,6 +120,11 @@ class Worker:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: lane → what its command's send came to, while the storage refuses to record it.
         self._unsaved: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._media: MediaService | None = None
+
+    def use_media(self, media: MediaService) -> None:
+        """Wire the media service: commands with stored files are sent through it."""
+        self._media = media
 
     def use_services(self, services: ServiceExecutor, on_failed: FailureHandler) -> None:
         """Wire the executor of service calls and the failure handler (built after the worker,
@@ -246,6 +252,7 @@ class Worker:
         if lane in self._migrated:
             command.params = {**command.params, "chat_id": self._migrated[lane]}
         self._commands[lane] = command
+        self._charge_album(lane, command)
         task = asyncio.create_task(self._deliver(lane, command), name=f"deliver {command.id}")
         self._in_flight[lane] = task
 
@@ -361,6 +368,8 @@ class Worker:
             if self._services is None:
                 return telegram.Failure("no_services", "service calls are not configured", False)
             return await self._guarded(command, self._services(command))
+        if self._media is not None and self._media.handles(command):
+            return await self._guarded(command, self._send_media(lane, command, self._media))
         try:
             parts = await _long_text_parts_off_loop(command)
         except Exception as exc:
@@ -375,6 +384,58 @@ class Worker:
                 await self._acquire(lane)
             params = part_params(command.params, parts, index)
             outcome = await self._guarded(command, self._send(lane, command.method, params))
+            if not isinstance(outcome, telegram.Delivered):
+                return outcome
+            done.append(outcome.result)
+            command.result = done
+            await self._queue.save_part(command.id, index, outcome.result, self._clock())
+        return telegram.Delivered(done)
+
+    def _charge_album(self, lane: str, command: Command) -> None:
+        """An album of N is N messages to Telegram: charge the other N - 1 now, right after
+        the claim, before the loop picks the next lane (its own slot was taken by the pick)."""
+        acquired = self._acquired.get(lane)
+        if self._media is None or acquired is None:
+            return
+        extra = self._media.messages(command) - 1
+        if extra > 0:
+            self._flood.charge(flood_key(self._migrated.get(lane, lane)), extra, acquired)
+
+    async def _send_media(
+        self, lane: str, command: Command, media: MediaService
+    ) -> telegram.Outcome:
+        """A call with stored files: uploads (or reused file_ids) within the byte budget. An
+        album of N is charged as N messages, as Telegram counts them; a split caption's later
+        parts follow as text replies to the file's message."""
+        rest = media.caption_rest(command)
+        # With a split caption, parts delivered before (a retry, a restart) are not sent again.
+        done: list[Any] = list(command.result) if rest and isinstance(command.result, list) else []
+        if not done:
+            acquired = self._acquired.get(lane)  # charged for the whole album by the claim
+            extra = media.messages(command) - 1 if acquired is not None else 0
+            key = flood_key(self._migrated.get(lane, lane))
+            try:
+                async with media.sending(command) as params:
+                    outcome = await self._send(lane, command.method, params)
+            except MediaUnavailable as exc:
+                self._acquired.pop(lane, None)
+                return telegram.Failure("media_unavailable", str(exc), retryable=False)
+            finally:
+                # Like the slot `_send` settles: count the album's messages from the answer on.
+                for _ in range(extra):
+                    self._flood.settle(key, acquired or 0.0)
+            if not isinstance(outcome, telegram.Delivered):
+                return outcome
+            await media.delivered(command, outcome.result)
+            if not rest:
+                return outcome
+            done.append(outcome.result)
+            command.result = done
+            await self._queue.save_part(command.id, 0, outcome.result, self._clock())
+        for index in range(len(done), len(rest) + 1):
+            await self._acquire(lane)
+            params = caption_part_params(command.params, done[0], rest[index - 1])
+            outcome = await self._send(lane, "sendMessage", params)
             if not isinstance(outcome, telegram.Delivered):
                 return outcome
             done.append(outcome.result)
@@ -520,6 +581,7 @@ class Worker:
 def log_fields(command: Command) -> dict[str, Any]:
     """`extra=` for a log line about `command` (fields of the JSON log format)."""
     return {"command_id": command.id, "chat_id": command.chat_id, "method": command.method}
+
 
 async def _long_text_parts_off_loop(command: Command) -> list[str] | None:
     """`long_text_parts`, in a worker thread for a long text (seconds of CPU for a big one)."""

@@ -100,9 +100,12 @@ async def test_errors_raise_the_exceptions_telegram_would(box: SandboxClient) ->
         with pytest.raises(ChatMigrated) as exc_info:
             await bot.send_message(GROUP, "hello")
         assert exc_info.value.new_chat_id == migrated["migrate_to_chat_id"]
+        # a photo that is no image: Telegram's words
+        with pytest.raises(BadRequest, match=r"(?i)image_process_failed"):  # PTB recases it
+            await bot.send_photo(USER, photo=b"\x89PNG")
         # not emulated: a bad request, never a bad token
         with pytest.raises(BadRequest, match="not emulated by the sandbox"):
-            await bot.send_photo(USER, photo=b"\x89PNG")
+            await bot.send_sticker(USER, sticker="CAACAgIAAxkBAAIBAAFh")
         # not a Bot API method at all: Telegram's 404, which PTB names precisely once initialized
         with pytest.raises(EndPointNotFound):
             await bot.do_api_request("frobnicate")

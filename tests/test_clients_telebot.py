@@ -120,6 +120,8 @@ async def test_errors_carry_telegrams_codes_and_descriptions(
     assert error.error_code == 400
     assert error.result_json["parameters"] == {"migrate_to_chat_id": migrated["migrate_to_chat_id"]}
     error = await failure(bot.send_photo, USER, "AgACAgIAAxkBAAIBAAFh")
+    assert error.description == "Bad Request: wrong file identifier/HTTP URL specified"
+    error = await failure(bot.send_sticker, USER, "CAACAgIAAxkBAAIBAAFh")
     assert error.error_code == 400 and "not emulated" in error.description
     # a well-formed token whose bot id another token owns: Telegram's 401
     error = await failure(telebot_bot(f"{BOT_ID}:someone-elses-secret").get_me)

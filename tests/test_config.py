@@ -116,6 +116,10 @@ def test_bot_token_from_environment_wins(tmp_path: Path) -> None:
         ({}, {"GATEWAY_SERVER_PUBLIC_URL": "http://gw.example.org"}, "must be an https:// URL"),
         ({}, {"GATEWAY_TELEGRAM_MAX_CONNECTIONS": "500"}, "max_connections must be between"),
         ({}, {"GATEWAY_QUEUE_BACKEND": "kafka"}, "GATEWAY_QUEUE_BACKEND must be one of"),
+        ({}, {"GATEWAY_QUEUE_RETENTION": "7 days"}, "GATEWAY_QUEUE_RETENTION must be a duration"),
+        ({"config/gateway.toml": "[queue]\nretention = true\n"}, {}, "[queue] retention must be"),
+        ({"config/gateway.toml": '[queue]\nretention = "1w"\n'}, {}, "[queue] retention must be"),
+        ({}, {"GATEWAY_QUEUE_RETENTION": "0"}, "[queue] retention must be at least 1 second"),
         ({}, {"GATEWAY_SERVER_HEAD_TIMEOUT": "0"}, "[server] head_timeout must be above 0"),
         (
             {"config/gateway.toml": "[server]\nbody_timeout = -1\n"},
@@ -137,6 +141,32 @@ def test_user_errors_name_the_file_or_key(
         load_config(None, env, base_dir=live)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("30s", 30.0),
+        ("15m", 900.0),
+        ("12h", 43200.0),
+        ("7d", 604800.0),
+        ("1.5h", 5400.0),
+        ("90", 90.0),
+        (90, 90.0),
+        (2.5, 2.5),
+    ],
+)
+def test_retention_takes_a_duration(tmp_path: Path, value: object, seconds: float) -> None:
+    text = f'"{value}"' if isinstance(value, str) else str(value)
+    write(tmp_path, "config/gateway.toml", f"[queue]\nretention = {text}\n")
+    assert load_config(None, {}, base_dir=tmp_path).queue.retention == seconds
+    if isinstance(value, str):
+        env = {"GATEWAY_QUEUE_RETENTION": value}
+        assert load_config(None, env, base_dir=tmp_path).queue.retention == seconds
+
+
+def test_retention_defaults_to_a_week(tmp_path: Path) -> None:
+    assert load_config(None, {}, base_dir=tmp_path).queue.retention == 7 * 86400
 
 
 def test_public_url_is_required_with_a_token(live: Path) -> None:

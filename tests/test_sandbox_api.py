@@ -90,10 +90,10 @@ async def test_unknown_methods_are_404_and_names_are_case_insensitive(box: Sandb
 async def test_a_bot_api_method_not_emulated_is_a_bad_request_not_a_bad_token(
     box: SandboxClient,
 ) -> None:
-    status, body = await box.api("sendPhoto", chat_id=USER, photo="x")
+    status, body = await box.api("sendSticker", chat_id=USER, sticker="x")
     assert (status, body["description"]) == (
         400,
-        "Bad Request: method sendPhoto is not emulated by the sandbox",
+        "Bad Request: method sendSticker is not emulated by the sandbox",
     )
 
 

@@ -160,6 +160,20 @@ class Queue(ABC):
         """At start-up: put every `sending` command back to `queued`; how many there were."""
 
     @abstractmethod
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to `limit` final commands (sent, failed, answered, expired) last updated
+        before `before`, with their parts; how many were deleted.
+
+        A command that carries an idempotency key is kept until its window
+        (`constants.IDEMPOTENCY_WINDOW_SECONDS` after acceptance) has passed, whatever
+        `before` says. Questions awaiting a reply are not final and are never pruned.
+        """
+
+    def storage_bytes(self) -> int | None:
+        """Bytes the queue occupies on disk (database and its log); None when it has no file."""
+        return None
+
+    @abstractmethod
     async def depth(self) -> int:
         """How many commands are not final (queued or sending)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Sequence
 from copy import deepcopy
@@ -142,6 +143,30 @@ class MemoryQueue(Queue):
                 command.status = Status.QUEUED
                 count += 1
         return count
+
+    async def prune(self, before: float, limit: int) -> int:
+        keyed_before = min(before, time.time() - c.IDEMPOTENCY_WINDOW_SECONDS)
+        doomed: list[Command] = []
+        # Insertion order is acceptance order, so the oldest come first; a command accepted
+        # after `before` was not updated before it either (the few accepted out of order are
+        # left for the next call).
+        for command in self._commands.values():
+            if len(doomed) >= limit or command.created_at >= before:
+                break
+            if not command.status.final or command.updated_at >= before:
+                continue
+            if command.idempotency_key and command.created_at >= keyed_before:
+                continue
+            doomed.append(command)
+        for command in doomed:
+            del self._commands[command.id]
+            key = command.idempotency_key
+            if key:
+                ids = self._idempotency[key]
+                ids.remove(command.id)
+                if not ids:
+                    del self._idempotency[key]
+        return len(doomed)
 
     async def depth(self) -> int:
         return sum(len(ids) for ids in self._lanes.values())

@@ -66,6 +66,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             WHERE idempotency_key IS NOT NULL""",
         f"""CREATE INDEX {COMMANDS_TABLE}_awaiting ON {COMMANDS_TABLE} (seq)
             WHERE status = 'awaiting_reply'""",
+        # Retention: the pruner walks commands oldest first.
+        f"CREATE INDEX {COMMANDS_TABLE}_created ON {COMMANDS_TABLE} (created_at)",
         f"""CREATE TABLE {PARTS_TABLE} (
             command_id text NOT NULL,
             part integer NOT NULL,

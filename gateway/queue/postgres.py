@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -297,6 +298,28 @@ class PostgresQueue(Queue):
                 f"UPDATE {COMMANDS_TABLE} SET status = 'queued' WHERE status = 'sending'"
             )
         return count(status)
+
+    async def prune(self, before: float, limit: int) -> int:
+        keyed_before = min(before, time.time() - c.IDEMPOTENCY_WINDOW_SECONDS)
+        async with self._connection() as conn, conn.transaction():
+            ids = await conn.fetch(
+                f"""DELETE FROM {COMMANDS_TABLE} WHERE seq IN (
+                        SELECT seq FROM {COMMANDS_TABLE}
+                        WHERE created_at < $1 AND updated_at < $1
+                            AND status IN ('sent', 'failed', 'answered', 'expired')
+                            AND (idempotency_key IS NULL OR created_at < $2)
+                        ORDER BY created_at LIMIT $3)
+                    RETURNING id""",
+                before,
+                keyed_before,
+                limit,
+            )
+            if ids:
+                await conn.execute(
+                    f"DELETE FROM {PARTS_TABLE} WHERE command_id = ANY($1::text[])",
+                    [row["id"] for row in ids],
+                )
+        return len(ids)
 
     async def depth(self) -> int:
         async with self._connection() as conn:

@@ -147,6 +147,9 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"""CREATE INDEX {FAILED_UPDATES_TABLE}_received
             ON {FAILED_UPDATES_TABLE} (received_at)""",
     ),
+    # Retention: the pruner walks commands oldest first. `created_at` never changes, so this
+    # index costs one append per new command and nothing when a command changes status.
+    7: (f"CREATE INDEX {COMMANDS_TABLE}_created ON {COMMANDS_TABLE} (created_at)",),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

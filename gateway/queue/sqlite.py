@@ -21,6 +21,11 @@ takes an exclusive lock beside it first (gateway/queue/lock.py); `read_only` ope
 Storage faults become `StorageError`; `storage` (gateway/queue/storage.py) keeps the current
 problem, and only `check` (called periodically) declares it over. A full disk gives up the
 reserve file and checkpoints the log; a database file deleted under us refuses writes.
+
+The file stays bounded: `prune` deletes old final commands (see gateway/retention.py) and the
+database uses incremental auto-vacuum, so the pages they held go back to the file system (the
+file shrinks at the next checkpoint) instead of waiting on SQLite's free list. It is private:
+created 0600 in a directory created 0700, and SQLite gives its -wal and -shm files that mode.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,7 @@ from urllib.parse import quote
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import QueueSyncError, StartupError, StorageError
+from gateway.queue import files
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.deadletters import NEWEST_FAILED, dead_letters
@@ -79,6 +86,16 @@ _SAVE_PART = f"""INSERT OR REPLACE INTO {PARTS_TABLE} (command_id, part, result,
     SELECT :id, :part, :result, :now WHERE EXISTS (SELECT 1 FROM {COMMANDS_TABLE} WHERE id = :id)"""
 
 
+# Oldest first along the created_at index: a command accepted at or after `before` was not
+# updated before it. Keyed commands stay until their idempotency window has passed.
+_PRUNE = f"""DELETE FROM {COMMANDS_TABLE} WHERE seq IN (
+    SELECT seq FROM {COMMANDS_TABLE}
+    WHERE created_at < :before AND updated_at < :before
+        AND status IN ('sent', 'failed', 'answered', 'expired')
+        AND (idempotency_key IS NULL OR created_at < :keyed_before)
+    ORDER BY created_at LIMIT :limit)
+    RETURNING id"""
+
 _SEEN = f"SELECT digest FROM {UPDATES_TABLE} WHERE bot_id = ? AND update_id = ?"
 
 _T = TypeVar("_T")
@@ -118,6 +135,10 @@ class SqliteQueue(Queue):
         if self._thread is not None:
             return
         if not self.read_only:
+            try:
+                files.make_directory(self.path)  # 0700, before the lock file goes into it
+            except OSError as exc:
+                raise StartupError(f"cannot open the queue database {self.path}: {exc}") from None
             self._lock.acquire()  # before anything touches the database
         # FULL is SQLite's NORMAL plus a sync of the log after each commit, done off the
         # writer's path by the sync thread (see gateway/queue/dbthread.py).
@@ -313,6 +334,22 @@ class SqliteQueue(Queue):
 
         return await self._write(recover)
 
+    async def prune(self, before: float, limit: int) -> int:
+        keyed_before = min(before, time.time() - c.IDEMPOTENCY_WINDOW_SECONDS)
+        values = {"before": before, "keyed_before": keyed_before, "limit": limit}
+
+        def prune(db: sqlite3.Connection) -> int:
+            ids = db.execute(_PRUNE, values).fetchall()
+            if ids:
+                db.executemany(f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?", ids)
+                files.give_back_free_pages(db, c.VACUUM_PAGES)
+            return len(ids)
+
+        return await self._write(prune)
+
+    def storage_bytes(self) -> int | None:
+        return files.size_on_disk(self.path)
+
     async def depth(self) -> int:
         rows = await self._read(f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE {_NOT_FINAL}", ())
         count: int = rows[0][0]
@@ -393,11 +430,13 @@ class SqliteQueue(Queue):
             uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            files.make_private(self.path)
             # isolation_level=None: transactions are ours (BEGIN IMMEDIATE ... COMMIT).
             db = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
         try:
             db.row_factory = sqlite3.Row
+            if not self.read_only:  # a look changes nothing
+                files.use_incremental_vacuum(db, self.path)
             self._configure(db)
             migrate(db, self.path)
             row = db.execute(f"SELECT ifnull(max(seq), 0) FROM {COMMANDS_TABLE}").fetchone()

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.sandbox import conversation, operations
+from gateway.sandbox import conversation, filecontrol, operations
 from gateway.sandbox.botapi import add_routes, answer_from_webhook
 from gateway.sandbox.control import control
 from gateway.sandbox.delivery import Deliveries
@@ -43,6 +43,7 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> web.Applicati
     add_routes(app)
     app.router.add_routes(conversation.ROUTES)
     app.router.add_routes(operations.ROUTES)
+    app.router.add_routes(filecontrol.ROUTES)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.cleanup_ctx.append(_delivery_engine)
     app.on_shutdown.append(_release_pollers)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.sandbox import messages, methods, webhook
+from gateway.sandbox import media, messages, methods, topics, webhook
 from gateway.sandbox.calls import Call, Handler
 from gateway.sandbox.catalogue import BOT_API_METHODS
 from gateway.sandbox.keys import SANDBOX_STATE
@@ -31,6 +31,8 @@ METHODS: dict[str, tuple[str, Handler]] = {
     **methods.METHODS.handlers,
     **messages.METHODS.handlers,
     **webhook.METHODS.handlers,
+    **media.METHODS.handlers,
+    **topics.METHODS.handlers,
 }
 METHOD_NOT_FOUND = "Not Found: method not found"
 
@@ -97,11 +99,17 @@ async def handle_method(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_file(request: web.Request) -> web.StreamResponse:
-    """`/file/bot{token}/{path}`: the sandbox stores no files."""
-    bot = _authenticate(request.app[SANDBOX_STATE], request.match_info["token"])
+    """`/file/bot{token}/{path}`: a file getFile gave a path to (404 otherwise)."""
+    sandbox = request.app[SANDBOX_STATE]
+    bot = _authenticate(sandbox, request.match_info["token"])
     if isinstance(bot, ApiError):
         return bot.response()
-    return status_error(404).response()
+    stored = sandbox.files.by_path(bot.bot_id, request.match_info["path"])
+    if stored is None:
+        return status_error(404).response()
+    return web.Response(
+        body=stored.data, content_type=stored.mime_type or "application/octet-stream"
+    )
 
 
 async def answer_from_webhook(

@@ -99,9 +99,10 @@ def require_chat(call: Call, *, outgoing: bool = True) -> Chat:
     return chat
 
 
-def admit_send(call: Call, chat: Chat) -> None:
-    """Apply the flood limits to a counted call (429 when over a limit)."""
-    outcome = call.sandbox.flood.admit(call.bot.bot_id, chat.id)
+def admit_send(call: Call, chat: Chat, messages: int = 1) -> None:
+    """Apply the flood limits to a counted call (429 when over a limit); an album counts as
+    its `messages` once admitted."""
+    outcome = call.sandbox.flood.admit(call.bot.bot_id, chat.id, messages=messages)
     if isinstance(outcome, float):
         call.sandbox.stats.flood_429 += 1
         raise too_many_requests(outcome)

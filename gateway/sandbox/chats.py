@@ -14,6 +14,16 @@ from typing import Any
 
 CHAT_TYPES = ("private", "group", "supergroup", "channel")
 SUPERGROUP_BASE = 1_000_000_000_000
+#: Message fields beside the text that the control API shows.
+RECORDED_EXTRAS = (
+    "caption",
+    "caption_entities",
+    "media_group_id",
+    "message_thread_id",
+    "is_topic_message",
+    "has_protected_content",
+    "location",
+)
 
 
 def chat_type_for_id(chat_id: int) -> str:
@@ -57,6 +67,9 @@ class Chat:
     next_message_id: int = 1
     migrated_to: int | None = None
     bot_is_member: bool = True
+    #: A forum supergroup has topics: thread id → name.
+    is_forum: bool = False
+    topics: dict[int, str] = field(default_factory=dict)
 
     def to_api(self) -> dict[str, Any]:
         """The Bot API `Chat` object."""
@@ -71,6 +84,8 @@ class Chat:
             body["username"] = self.username
         if self.type == "group":
             body["all_members_are_administrators"] = True
+        if self.is_forum:
+            body["is_forum"] = True
         return body
 
     def take_message_id(self) -> int:
@@ -96,6 +111,8 @@ class StoredMessage:
     edit_date: int | None = None
     deleted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The files of a message (what the control API shows: sizes, name, MIME type).
+    media: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """What the control API shows of a message the bot sent."""
@@ -109,4 +126,6 @@ class StoredMessage:
             "reply_to_message_id": self.reply_to_message_id,
             "edit_date": self.edit_date,
             "deleted": self.deleted,
+            **{key: self.extra[key] for key in RECORDED_EXTRAS if key in self.extra},
+            **({"media": self.media} if self.media else {}),
         }

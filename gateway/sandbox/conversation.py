@@ -136,6 +136,12 @@ async def post_message(request: web.Request) -> web.Response:
     if chat.type == "private" and user.blocked:
         user.blocked = False  # writing to a blocked bot restarts it, as in Telegram's apps
         _member_update(bot, chat, user.to_api(), "kicked", "member")
+    extra: dict[str, Any] = {}
+    if body.get("message_thread_id") is not None:
+        thread = integer(body["message_thread_id"], "message_thread_id", positive=True)
+        if thread not in chat.topics:
+            raise ControlError(400, f"chat {chat.id} has no topic {thread}")
+        extra = {"message_thread_id": thread, "is_topic_message": True}
     parsed = normalize(Parsed(text), bot_commands=True)
     channel = chat.type == "channel"
     message = bot.add_message(
@@ -145,6 +151,7 @@ async def post_message(request: web.Request) -> web.Response:
         text=parsed.text,
         entities=parsed.entities,
         reply_to_message_id=reply_to,
+        extra=extra,
     )
     update = None
     privacy = request.app[SANDBOX_STATE].settings.group_privacy
@@ -187,6 +194,10 @@ async def post_chat(request: web.Request) -> web.Response:
         bot.chats[chat_id] = chat
         chat.title = optional_text(body, "title") or chat.title
         chat.username = optional_text(body, "username") or chat.username
+        if body.get("is_forum") is not None:
+            if kind != "supergroup" or not isinstance(body["is_forum"], bool):
+                raise ControlError(400, "'is_forum' is true or false, for a supergroup")
+            chat.is_forum = body["is_forum"]
     return web.json_response({"chat": chat.to_api()})
 
 

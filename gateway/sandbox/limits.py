@@ -118,8 +118,11 @@ class FloodControl:
         self._global: dict[int, _Log] = {}
         self._chats: dict[tuple[int, int], _Log] = {}
 
-    def admit(self, bot_id: int, chat_id: int, now: float | None = None) -> Admission | float:
-        """Record an accepted call, or return the seconds to wait (> 0) when over a limit."""
+    def admit(
+        self, bot_id: int, chat_id: int, now: float | None = None, messages: int = 1
+    ) -> Admission | float:
+        """Record an accepted call (as `messages` sends: an album), or return the seconds to
+        wait (> 0) when over a limit."""
         now = time.monotonic() if now is None else now
         limits = self.limits
         global_window = Window.per_second(limits.global_per_second)
@@ -136,8 +139,8 @@ class FloodControl:
         delay = max(waits)
         if delay > 0:
             return delay
-        glog.times.append(now)
-        clog.times.append(now)
+        glog.times.extend([now] * messages)
+        clog.times.extend([now] * messages)
         return Admission(
             global_last_second=glog.count_since(now, 1.0),
             chat_last_second=clog.count_since(now, 1.0),

@@ -23,6 +23,7 @@ from gateway.sandbox.formatting import format_text
 from gateway.sandbox.keyboards import inline_keyboard, read_reply_markup
 from gateway.sandbox.markup import Parsed
 from gateway.sandbox.replies import bad_request
+from gateway.sandbox.topics import thread_param
 
 METHODS = MethodTable()
 NOT_MODIFIED = (
@@ -41,7 +42,7 @@ def _text(call: Call, chat: Chat | None) -> Parsed:
     )
 
 
-def _reply_target(call: Call, chat: Chat) -> int | None:
+def reply_target(call: Call, chat: Chat) -> int | None:
     params = call.params
     reply = params.json("reply_parameters", "reply parameters")
     if reply is not None and not isinstance(reply, dict):
@@ -72,8 +73,14 @@ async def send_message(call: Call) -> dict[str, Any]:
     _text(call, None)
     chat = require_chat(call)
     parsed = _text(call, chat)
-    reply_to = _reply_target(call, chat)
+    thread = thread_param(call, chat)
+    reply_to = reply_target(call, chat)
     admit_send(call, chat)
+    extra: dict[str, Any] = {}
+    if thread is not None:
+        extra = {"message_thread_id": thread, "is_topic_message": True}
+    if call.params.boolean("protect_content"):
+        extra["has_protected_content"] = True
     message = call.bot.add_message(
         chat,
         from_bot=True,
@@ -81,11 +88,12 @@ async def send_message(call: Call) -> dict[str, Any]:
         entities=parsed.entities,
         reply_markup=markup,
         reply_to_message_id=reply_to,
+        extra=extra,
     )
     return call.bot.message_json(message)
 
 
-def _editable(call: Call) -> tuple[Chat, StoredMessage]:
+def editable(call: Call) -> tuple[Chat, StoredMessage]:
     if call.params.string("inline_message_id"):
         raise bad_request("MESSAGE_ID_INVALID")
     chat = require_chat(call)
@@ -102,7 +110,7 @@ async def edit_message_text(call: Call) -> dict[str, Any]:
     """Replace the text (and inline keyboard) of a message the bot sent."""
     markup = read_reply_markup(call.params.json("reply_markup", "reply keyboard markup"))
     _text(call, None)
-    chat, message = _editable(call)
+    chat, message = editable(call)
     parsed = _text(call, chat)
     if markup is not None and "inline_keyboard" not in markup:
         raise bad_request("inline keyboard expected")
@@ -122,7 +130,7 @@ async def edit_message_reply_markup(call: Call) -> dict[str, Any]:
     markup = read_reply_markup(call.params.json("reply_markup", "reply keyboard markup"))
     if markup is not None and "inline_keyboard" not in markup:
         raise bad_request("inline keyboard expected")
-    _chat, message = _editable(call)
+    _chat, message = editable(call)
     if inline_keyboard(markup) == inline_keyboard(message.reply_markup):
         raise bad_request(NOT_MODIFIED)
     message.reply_markup = markup

@@ -125,6 +125,12 @@ class Params:
         except ValueError:
             raise bad_request(f"can't parse {what} JSON object") from None
 
+    def attached(self, value: str) -> UploadedFile | None:
+        """The uploaded part an `attach://<part>` value names (None for anything else)."""
+        if value.startswith(ATTACH_PREFIX):
+            return self._files.get(value[len(ATTACH_PREFIX) :])
+        return None
+
     def file(self, name: str) -> UploadedFile | None:
         """An uploaded file sent as part `name` or referenced by `name=attach://<part>`."""
         if name in self._files:

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.sandbox.chats import Chat, StoredMessage, User
 from gateway.sandbox.faults import Faults
+from gateway.sandbox.files import SandboxFiles
 from gateway.sandbox.keyboards import inline_keyboard
 from gateway.sandbox.limits import FloodControl, FloodLimits
 from gateway.sandbox.settings import SandboxSettings
@@ -218,6 +219,7 @@ class SandboxState:
     flood: FloodControl = field(init=False)
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
+    files: SandboxFiles = field(default_factory=SandboxFiles)
     #: Called with a bot whenever its webhook was set, changed or deleted.
     webhook_listeners: list[Callable[[BotState], None]] = field(default_factory=list)
     closing: bool = False
