@@ -168,6 +168,10 @@ async def metrics(request: web.Request) -> web.Response:
     size = queue.storage_bytes()
     if size is not None:
         registry.database_bytes.set(size)
+    replica = request.app.get(keys.REPLICA)
+    if replica is not None:
+        registry.leader.set(int(replica.leadership.role == "leader"))
+        registry.elections.set(replica.leadership.elections)
     return web.Response(
         body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -192,10 +196,15 @@ async def healthz(request: web.Request) -> web.Response:
             problem = exc.reason
     if problem is not None:
         down.append(f"queue storage unavailable: {problem}")
-    if not worker.running:
-        down.append("the delivery worker is stopped")
-    if not webhook.registered:
-        down.append("Telegram does not have the webhook")
+    replica = app.get(keys.REPLICA)
+    if replica is not None:  # one of several: only the leader delivers and sets the webhook
+        if not replica.leadership.connected and problem is None:
+            down.append("the replica's database session is down")
+    else:
+        if not worker.running:
+            down.append("the delivery worker is stopped")
+        if not webhook.registered:
+            down.append("Telegram does not have the webhook")
     paused = app[keys.FLOOD].paused_for()
     if paused > 0:
         held_up.append(f"Telegram paused sending to every chat for {math.ceil(paused)}s more")
@@ -216,6 +225,8 @@ async def healthz(request: web.Request) -> web.Response:
     }
     if webhook.error:
         body["detail"] = webhook.error
+    if replica is not None:
+        body.update(replica.health())
     return web.json_response(body, status=503 if down else 200)
 
 

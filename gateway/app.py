@@ -16,6 +16,7 @@ from gateway import api, keys, proxy, webhook
 from gateway import constants as c
 from gateway.auth import authenticate
 from gateway.clients import ApiClient, ClientRegistry
+from gateway.cluster import Replica
 from gateway.config import Config
 from gateway.egress import parse_networks
 from gateway.errors import StartupError
@@ -32,6 +33,7 @@ from gateway.outbox import Outbox
 from gateway.questions import Questions
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
+from gateway.queue.postgres import PostgresQueue
 from gateway.queue.sqlite import SqliteQueue
 from gateway.redact import redact
 from gateway.retention import Pruner
@@ -58,8 +60,12 @@ def create_app(
     )
     app[keys.CONFIG] = config
     app[keys.CLIENTS] = ClientRegistry(config.clients_path, extra_clients)
-    app[keys.RATE_LIMITER] = RateLimiter()
     app[keys.QUEUE] = queue or _make_queue(config)
+    # On PostgreSQL the limit is shared: a client cannot multiply it by spreading requests.
+    store = app[keys.QUEUE]
+    app[keys.RATE_LIMITER] = RateLimiter(
+        shared=store if isinstance(store, PostgresQueue) else None
+    )
     app[keys.BOT] = create_bot(
         config.bot_token.reveal(), config.telegram.api_base, config.telegram.request_timeout
     )
@@ -108,6 +114,11 @@ def create_app(
     app[keys.PRUNER] = Pruner(
         app[keys.QUEUE], config.queue.retention, on_pruned=app[keys.METRICS].pruned.inc
     )
+    store = app[keys.QUEUE]
+    if isinstance(store, PostgresQueue):
+        address = f"{config.server.host}:{config.server.port}"
+        app[keys.REPLICA] = Replica(config.queue_dsn.reveal(), store, app[keys.WORKER], address)
+    delivery = _leadership_task if keys.REPLICA in app else _worker_task
     app.cleanup_ctx.extend(
         [
             _api_clients,
@@ -116,7 +127,7 @@ def create_app(
             _storage_watch,
             _media_files,
             _service_calls,
-            _worker_task,
+            delivery,
             _expiry_task,
             _retention_task,
         ]
@@ -131,6 +142,8 @@ def create_app(
 def _make_queue(config: Config) -> Queue:
     if config.queue.backend == "memory":
         return MemoryQueue()
+    if config.queue.backend == "postgres":
+        return PostgresQueue(config.queue_dsn.reveal())
     return SqliteQueue(config.queue_path)
 
 
@@ -234,6 +247,12 @@ async def _worker_task(app: web.Application) -> AsyncIterator[None]:
     async with _background(worker.run(), "queue worker"):
         yield
     await worker.stop()
+
+
+async def _leadership_task(app: web.Application) -> AsyncIterator[None]:
+    """Replicas on PostgreSQL: deliver only while this one leads (gateway/cluster/)."""
+    async with _background(app[keys.REPLICA].leadership.run(), "leadership"):
+        yield
 
 
 @asynccontextmanager

@@ -71,7 +71,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if problem:
             raise unauthorized(problem)
     if client.rate_per_second is not None:
-        wait = app[keys.RATE_LIMITER].acquire(client.name, client.rate_per_second)
+        wait = await app[keys.RATE_LIMITER].take(client.name, client.rate_per_second)
         if wait > 0:
             raise InputError(
                 f"client {client.name!r} is over its rate limit of {client.rate_per_second:g}/s",

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -44,8 +45,10 @@ from gateway.ops.backup import backup_database
 from gateway.ops.check import run_checks
 from gateway.ops.firstrun import make_missing_certificate
 from gateway.ops.logformat import FORMATS, make_formatter
+from gateway.ops.migrate import migrate_queue
 from gateway.queue.base import FailedUpdate
 from gateway.queue.deadletters import read_failed_updates
+from gateway.queue.postgres import PostgresQueue
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 from gateway.secretfiles import read_or_create_secret
 from gateway.server import sandbox, serve, with_api_base
@@ -71,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "updates": _cmd_updates,
         "backup": _cmd_backup,
         "check": _cmd_check,
+        "migrate-queue": _cmd_migrate_queue,
     }
     return int(handlers[args.command](args))
 
@@ -147,6 +151,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     key.add_argument("name")
 
+    move = sub.add_parser(
+        "migrate-queue",
+        help="move queued commands, open questions and idempotency keys from SQLite to "
+        "PostgreSQL (stop the SQLite gateway first)",
+    )
+    move.add_argument("--from", dest="source", required=True, help="the SQLite queue file")
+    move.add_argument(
+        "--to",
+        dest="target",
+        default=None,
+        help="postgresql://... (default: $GATEWAY_QUEUE_DSN, which keeps a password out of ps)",
+    )
     updates = sub.add_parser("updates", help="inspect webhook updates (dead letters)")
     update_actions = updates.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = update_actions.add_parser(
@@ -362,18 +378,48 @@ def _cmd_updates(args: argparse.Namespace) -> int:
             raise ConfigError("the queue backend is 'memory': no dead letters are kept on disk")
         if args.limit < 1:
             raise ConfigError("--limit must be at least 1")
-        failed = read_failed_updates(config.queue_path, args.limit)
-    except ConfigError as exc:
+        if config.queue.backend == "postgres":
+            failed = asyncio.run(_postgres_failed_updates(config.queue_dsn.reveal(), args.limit))
+        else:
+            failed = read_failed_updates(config.queue_path, args.limit)
+    except GatewayError as exc:
         return _fail(str(exc))
     if args.json:
         print(json.dumps([_dead_letter_json(f) for f in failed], indent=2, ensure_ascii=False))
         return 0
     if not failed:
-        print(f"no failed updates in {config.queue_path}")
+        where = config.queue_path if config.queue.backend == "sqlite" else "the queue database"
+        print(f"no failed updates in {where}")
     for update in failed:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(update.received_at))
         print(f"{when} update {update.update_id}: {update.error}; {update.handled}")
     return 0
+
+
+def _cmd_migrate_queue(args: argparse.Namespace) -> int:
+    dsn = args.target or os.environ.get("GATEWAY_QUEUE_DSN", "")
+    if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
+        return _fail("--to (or GATEWAY_QUEUE_DSN) must be a postgresql://... URL")
+    try:
+        moved = asyncio.run(migrate_queue(Path(args.source), dsn, time.time()))
+    except GatewayError as exc:
+        return _fail(str(exc))
+    print(
+        f"moved {moved.queued} queued command(s), {moved.questions} open question(s), "
+        f"{moved.keys_only} delivered command(s) kept for their idempotency key and "
+        f"{moved.parts} sent part(s); {moved.skipped} already there. Start the gateway with "
+        '[queue] backend = "postgres" now.'
+    )
+    return 0
+
+
+async def _postgres_failed_updates(dsn: str, limit: int) -> list[FailedUpdate]:
+    queue = PostgresQueue(dsn, pool_size=1)
+    await queue.open()
+    try:
+        return await queue.failed_updates(limit)
+    finally:
+        await queue.close()
 
 
 def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:

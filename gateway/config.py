@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "GATEWAY_"
 ENV_CONFIG = "GATEWAY_CONFIG"
 
-QueueBackend = Literal["memory", "sqlite"]
+QueueBackend = Literal["memory", "sqlite", "postgres"]
 LongText = Literal["split", "truncate", "reject"]
 KeyPermissions = Literal["refuse", "warn"]
 UploadCertificate = Literal["auto", "always", "never"]
@@ -133,6 +133,18 @@ class QueueSettings:
     #: final; then it is deleted and its id answers 404. Idempotency keys are honoured for
     #: their 24 h whatever this says.
     retention: Duration = c.DEFAULT_RETENTION_SECONDS
+    #: The `postgres` backend's database, `postgresql://user@host:port/db`. It may hold a
+    #: password: prefer `dsn_file` (or GATEWAY_QUEUE_DSN) to keep it out of the config file.
+    dsn: str = ""
+    #: A secrets file (mode 0600) holding the DSN; used when `dsn` is empty.
+    dsn_file: str = ""
+
+    def __repr__(self) -> str:  # the DSN may carry a password
+        dsn = "'***'" if self.dsn else "''"
+        return (
+            f"QueueSettings(backend={self.backend!r}, path={self.path!r}, "
+            f"retention={self.retention!r}, dsn={dsn}, dsn_file={self.dsn_file!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -213,6 +225,8 @@ class Config:
     private_key_path: Path
     queue_path: Path
     clients_path: Path
+    #: The `postgres` backend's DSN (from `dsn`, `dsn_file` or GATEWAY_QUEUE_DSN).
+    queue_dsn: Secret = field(default_factory=lambda: Secret(""))
     #: Bot commands dispatched to internal services (`[[routes]]`).
     routes: tuple[Route, ...] = ()
     #: Other tools' webhooks turned into messages (`[[inlets]]`, gateway/inlets/).
@@ -325,6 +339,7 @@ def load_config(
         private_key_path=key,
         queue_path=_resolve(base, sections["queue"].path),
         clients_path=_resolve(base, server.clients_file),
+        queue_dsn=_queue_dsn(base, sections["queue"], source, policy),
         routes=routes,
         inlets=inlets,
         callback_secret=Secret(
@@ -341,6 +356,31 @@ def load_config(
         media_dir=_resolve(base, sections["media"].dir),
         chat_defaults=chat_defaults,
     )
+
+
+def _queue_dsn(base: Path, queue: QueueSettings, source: str, policy: str) -> Secret:
+    """The postgres backend's DSN: `dsn` (or GATEWAY_QUEUE_DSN), else the `dsn_file`."""
+    if queue.backend != "postgres":
+        return Secret("")
+    where = f"{source}: [queue] dsn"
+    dsn = queue.dsn.strip()
+    if not dsn and queue.dsn_file:
+        where = f"[queue] dsn_file {queue.dsn_file}"
+        path = _resolve(base, queue.dsn_file)
+        check_permissions(path, queue.dsn_file, policy)
+        try:
+            dsn = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(f"{where}: cannot read the DSN file") from None
+    if not dsn:
+        raise ConfigError(
+            f'{source}: [queue] backend = "postgres" needs dsn, dsn_file or GATEWAY_QUEUE_DSN '
+            "(postgresql://user@host:port/database)"
+        )
+    if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
+        # Never echo the value: it may hold a password.
+        raise ConfigError(f"{where}: not a PostgreSQL URL (expected postgresql://...)")
+    return Secret(dsn)
 
 
 def clients_file_of(path: str | None, env: Mapping[str, str]) -> Path:

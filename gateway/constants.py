@@ -96,6 +96,36 @@ TLS_SHUTDOWN_TIMEOUT_SECONDS: Final = 3.0
 #: most once per this many seconds, with a count of what was held back.
 LOG_THROTTLE_SECONDS: Final = 10.0
 
+# PostgreSQL queue backend
+#: Advisory lock held while the schema is migrated (replicas starting together wait for it).
+PG_SCHEMA_LOCK: Final = 0x7467_5F73_6368_656D  # "tg_schem"
+#: Connections each replica keeps to the database, at most.
+PG_POOL_SIZE: Final = 10
+#: Seconds a connection attempt or a statement may take before the database is deemed
+#: unavailable (the API answers 503 storage_unavailable).
+PG_CONNECT_TIMEOUT: Final = 5.0
+PG_COMMAND_TIMEOUT: Final = 10.0
+#: Advisory lock whose holder (a session) is the one replica that delivers.
+PG_LEADER_LOCK: Final = 0x7467_5F6C_6561_6465  # "tg_leade"
+#: How often a follower tries to lead, and a leader checks its session (seconds).
+LEADER_POLL_SECONDS: Final = 0.5
+#: How long the leader's session check may take before it deems itself cut off and stops
+#: delivering. The server notices a dead leader's session after LEADER_KEEPALIVE_* (a
+#: SIGKILLed one at once): longer than this, so the old leader stops before a new one starts.
+LEADER_CHECK_SECONDS: Final = 1.0
+LEADER_KEEPALIVE_IDLE: Final = 2
+LEADER_KEEPALIVE_INTERVAL: Final = 1
+LEADER_KEEPALIVE_COUNT: Final = 2
+#: A new leader waits this long before its first send: the old leader's last sends leave
+#: Telegram's one-second windows first (the new leader's flood control starts empty).
+LEADER_TAKEOVER_PAUSE_SECONDS: Final = 1.0
+#: NOTIFY channels: lanes with new commands (for the leader), commands that became final (for
+#: `GET /commands/{id}?wait=N` on every replica).
+PG_WORK_CHANNEL: Final = "gateway_work"
+PG_FINAL_CHANNEL: Final = "gateway_final"
+#: NOTIFY payloads must stay under 8000 bytes.
+PG_NOTIFY_PAYLOAD: Final = 7000
+
 # Sandbox
 SANDBOX_HOST: Final = "127.0.0.1"
 SANDBOX_PORT: Final = 8081

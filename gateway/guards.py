@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.queue.base import Queue
 
@@ -81,12 +82,28 @@ class SignatureVerifier:
         return None
 
 
+class SharedRate(Protocol):
+    """A rate-limit store shared by replicas (gateway.queue.postgres.PostgresQueue)."""
+
+    async def take_token(self, client: str, rate: float, now: float) -> float: ...
+
+
 class RateLimiter:
     """A token bucket per client: `rate` per second, bursts of up to max(1, rate)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, shared: SharedRate | None = None
+    ) -> None:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._shared = shared
+
+    async def take(self, name: str, rate: float) -> float:
+        """As `acquire`, in the shared store when there is one (every replica's requests
+        count against one limit), else in this process."""
+        if self._shared is not None:
+            return await self._shared.take_token(name, rate, time.time())
+        return self.acquire(name, rate)
 
     def acquire(self, name: str, rate: float) -> float:
         """0 when allowed (a token is taken), else seconds until one is available."""

@@ -9,6 +9,7 @@ from aiogram.types import User
 from aiohttp import web
 
 from gateway.clients import ClientRegistry
+from gateway.cluster import Replica
 from gateway.config import Config
 from gateway.flood import FloodController
 from gateway.guards import RateLimiter, SignatureVerifier
@@ -47,3 +48,5 @@ SERVICES = web.AppKey("services", ServiceCaller)
 QUESTIONS = web.AppKey("questions", Questions)
 MEDIA = web.AppKey("media", MediaService)
 PRUNER = web.AppKey("pruner", Pruner)
+#: Present on the postgres backend: this replica's part in the election (gateway/cluster/).
+REPLICA = web.AppKey("replica", Replica)

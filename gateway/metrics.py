@@ -64,6 +64,13 @@ class Metrics(DeliveryHooks):
             "Webhook updates received again and acknowledged without handling them again",
             registry=r,
         )
+        # Replicas on PostgreSQL (gateway/cluster/): set when /metrics is scraped.
+        self.leader = Gauge(
+            "gateway_leader", "1 while this replica leads (delivers), else 0", registry=r
+        )
+        self.elections = Gauge(
+            "gateway_leader_elections", "Times this replica became the leader", registry=r
+        )
 
     def accepted_commands(self, commands: Iterable[Command]) -> None:
         for command in commands:

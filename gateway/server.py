@@ -154,7 +154,10 @@ async def serve(
             "" if certificate else " (tls = false: TLS is the reverse proxy's)",
             limits.max_connections,
         )
-        await register_webhook(app, upload)
+        if keys.REPLICA in app:  # on PostgreSQL only the leader registers it, once it leads
+            await app[keys.REPLICA].use_registrar(lambda: register_webhook(app, upload))
+        else:
+            await register_webhook(app, upload)
         yield app
     finally:
         await runner.cleanup()

@@ -184,6 +184,8 @@ class Worker:
         recovered = await self._queue.recover()
         if recovered:
             logger.info("put %d interrupted command(s) back in the queue", recovered)
+        # Chats that moved to a supergroup before (a backend that keeps them: postgres).
+        self._migrated.update(await self._queue.migrated_chats())
         for lane, due in (await self._queue.lanes()).items():
             self._ring[lane] = due
 
@@ -546,6 +548,7 @@ class Worker:
                     "chat %s migrated to %s; following it", lane, chat_id, extra=log_fields(command)
                 )
                 self._migrated[lane] = chat_id
+                await self._queue.save_migrated_chat(lane, chat_id)
                 params = {**command.params, "chat_id": chat_id}
                 await self._queue.retry(command.id, now, now, params=params, refund=True)
             case telegram.Failure() as failure if self._may_retry(command, failure):

@@ -14,6 +14,14 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)
         echo "warning: could not install nginx; tests/test_proxy.py will skip" >&2
 fi
 
+# The PostgreSQL queue backend's tests start a private server (initdb + pg_ctl): install it.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing postgresql (for the postgres queue backend's tests)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2 ||
+        echo "warning: could not install postgresql; its tests will skip" >&2
+fi
+
 # tests/test_inlets_alertmanager.py posts alerts through a real Prometheus Alertmanager.
 if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1 &&
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

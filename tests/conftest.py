@@ -13,7 +13,7 @@ import signal
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from gateway.clients import add_client
 from gateway.config import Config, load_config
 from gateway.sandbox import SandboxSettings
 from gateway.server import serve
+from tests.pg_helpers import PgServer, running_postgres
 from tests.sandbox_helpers import running_sandbox
 
 TOKEN = "4242:test-token-abcdef"
@@ -247,3 +248,22 @@ async def gateway(gateway_factory: GatewayFactory) -> AsyncIterator[Gateway]:
 def tls_client_context(cert_pem: bytes) -> ssl.SSLContext:
     """A client context that trusts exactly this certificate."""
     return client_ssl_context(cert_pem)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One private PostgreSQL server for the session (tests/pg_helpers.py), started on demand.
+
+    Skipped only when PostgreSQL is not installed (scripts/test.sh installs it when it can).
+    """
+    try:
+        with running_postgres() as server:
+            yield server
+    except FileNotFoundError as exc:
+        pytest.skip(f"{exc}: run scripts/test.sh as root to install Debian's postgresql")
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> str:
+    """The DSN of a fresh, empty database of its own for this test."""
+    return pg_server.new_database()

@@ -23,11 +23,12 @@ from gateway.errors import QueueSyncError, StartupError
 from gateway.queue import MemoryQueue, Queue, SqliteQueue, dbthread, schema
 from gateway.queue.base import FailedUpdate, UpdateRecord
 from gateway.queue.deadletters import read_failed_updates
+from gateway.queue.postgres import PostgresQueue
 from gateway.queue.threads import THREAD_METHOD, Thread
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
 @pytest.fixture
@@ -36,6 +37,8 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     backend: Queue
     if request.param == "memory":
         backend = MemoryQueue()
+    elif request.param == "postgres":
+        backend = PostgresQueue(request.getfixturevalue("pg_dsn"))
     else:
         backend = SqliteQueue(tmp_path / "var" / "queue.db")
     await backend.open()

@@ -18,14 +18,19 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import asyncpg
 from aiogram.exceptions import AiogramError, TelegramUnauthorizedError
 
+from gateway import constants as c
 from gateway.certs import certificate_matches_host, check_key_permissions, load_certificate_pair
 from gateway.clients import read_clients
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.ops.backup import open_read_only
 from gateway.ops.firstrun import needs_certificate
+from gateway.queue.pg_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from gateway.queue.pg_schema import VERSION_TABLE as PG_VERSION_TABLE
+from gateway.queue.postgres import UNAVAILABLE, PostgresQueue
 from gateway.queue.schema import COMMANDS_TABLE, MIGRATIONS
 from gateway.redact import redact
 from gateway.telegram import create_bot
@@ -66,7 +71,10 @@ async def run_checks(path: str | None, env: Mapping[str, str]) -> list[Check]:
     checks = [Check("config", "ok", f"{config.source}, {mode}, public_url {config.public_url}")]
     checks += certificate_checks(config)
     checks += await telegram_checks(config)
-    checks.append(database_check(config))
+    if config.queue.backend == "postgres":
+        checks.append(await postgres_check(config))
+    else:
+        checks.append(database_check(config))
     checks.append(clients_check(config))
     return checks
 
@@ -203,6 +211,38 @@ def database_check(config: Config) -> Check:
     size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
     detail = f"{path}, schema {version}/{latest}, {depth} waiting, {size} bytes"
     if version > latest:
+        return Check("database", "fail", detail, "made by a newer gateway: upgrade this one")
+    return Check("database", "ok", detail)
+
+
+async def postgres_check(config: Config) -> Check:
+    """The postgres backend's database: reachable, at a schema this gateway knows (read only:
+    the gateway migrates at start, `check` does not)."""
+    queue = PostgresQueue(config.queue_dsn.reveal())
+    where = queue.where
+    try:
+        conn = await asyncpg.connect(config.queue_dsn.reveal(), timeout=c.PG_CONNECT_TIMEOUT)
+    except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        return Check("database", "fail", f"{where}: {exc}", "start it, or fix [queue] dsn")
+    try:
+        found = await conn.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", PG_VERSION_TABLE, timeout=c.PG_COMMAND_TIMEOUT
+        )
+        version = depth = 0
+        if found:
+            version = int(await conn.fetchval(f"SELECT max(version) FROM {PG_VERSION_TABLE}") or 0)
+            depth = int(
+                await conn.fetchval(
+                    f"SELECT count(*) FROM {COMMANDS_TABLE} "
+                    "WHERE status IN ('queued', 'sending')"
+                )
+            )
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        return Check("database", "fail", f"{where}: {exc}", "check the user's privileges")
+    finally:
+        await conn.close()
+    detail = f"{where}, schema {version}/{PG_SCHEMA_VERSION}, {depth} waiting"
+    if version > PG_SCHEMA_VERSION:
         return Check("database", "fail", detail, "made by a newer gateway: upgrade this one")
     return Check("database", "ok", detail)
 

@@ -53,6 +53,15 @@ class Queue(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release storage."""
 
+    async def migrated_chats(self) -> dict[str, int]:
+        """Chats Telegram moved to a supergroup, lane → new chat id, as `save_migrated_chat`
+        kept them; a backend that keeps none (memory, sqlite) has none after a restart."""
+        return {}
+
+    async def save_migrated_chat(self, lane: str, chat_id: int) -> None:  # noqa: B027
+        """Remember that the chat of `lane` is now `chat_id` (optional: the worker also keeps
+        it in memory)."""
+
     @abstractmethod
     async def put(self, commands: Sequence[Command]) -> None:
         """Store new commands atomically; they are safe once this returns.
