@@ -14,3 +14,4 @@ $PY bench/latency.py
 $PY bench/memory.py
 $PY bench/outage.py
 $PY bench/media.py
+$PY bench/inlets.py

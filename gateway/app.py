@@ -24,6 +24,7 @@ from gateway.flood import FloodController, FloodLimits
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.http import json_errors
 from gateway.inbound import build_dispatcher
+from gateway.inlets import receiver as inlets
 from gateway.listener import connection_guard
 from gateway.media.service import MediaService
 from gateway.media.store import DiskMediaStore
@@ -131,6 +132,7 @@ def create_app(
             _retention_task,
         ]
     )
+    inlets.install(app)
     proxy.install(app, config)
     webhook.add_routes(app, config.telegram.webhook_path)
     api.add_routes(app)

@@ -24,6 +24,7 @@ from gateway import constants as c
 from gateway.chatdefaults import ChatDefault, parse_chat_defaults
 from gateway.egress import parse_networks
 from gateway.errors import ConfigError
+from gateway.inlets.config import Inlet, parse_inlets
 from gateway.routes import Route, parse_routes
 from gateway.secretfiles import (
     ENV_TOKEN,
@@ -228,6 +229,8 @@ class Config:
     queue_dsn: Secret = field(default_factory=lambda: Secret(""))
     #: Bot commands dispatched to internal services (`[[routes]]`).
     routes: tuple[Route, ...] = ()
+    #: Other tools' webhooks turned into messages (`[[inlets]]`, gateway/inlets/).
+    inlets: tuple[Inlet, ...] = ()
     #: Key that signs answers POSTed to `callback_url`s.
     callback_secret: Secret = field(default_factory=lambda: Secret(""))
     source: str = field(default="defaults")
@@ -279,6 +282,8 @@ def load_config(
     policy = sections["server"].key_permissions
     routes = parse_routes(raw.pop("routes", []), base, source, policy)
     chat_defaults = parse_chat_defaults(raw.pop("chat_defaults", []), source)
+
+    inlets = parse_inlets(raw.pop("inlets", []), base, source, policy)
     if raw:
         unknown = sorted(raw)[0]
         raise ConfigError(f"{source}: unknown section or key '{unknown}'")
@@ -336,6 +341,7 @@ def load_config(
         clients_path=_resolve(base, server.clients_file),
         queue_dsn=_queue_dsn(base, sections["queue"], source, policy),
         routes=routes,
+        inlets=inlets,
         callback_secret=Secret(
             read_or_create_secret(
                 _resolve(base, server.callback_secret_file),

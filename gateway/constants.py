@@ -238,3 +238,15 @@ PRUNE_IDLE_SECONDS: Final = 60.0
 PRUNE_BACKOFF_MAX_SECONDS: Final = 300.0
 #: Free pages handed back to the file system after each prune (4 KiB each).
 VACUUM_PAGES: Final = 4096
+
+# --- Inlets (gateway/inlets/) -------------------------------------------------------------------
+#: Other tools' webhooks arrive at `{INLETS_PATH}/<inlet name>`.
+INLETS_PATH: Final = "/inlets"
+GITHUB_SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
+GITHUB_EVENT_HEADER: Final = "X-GitHub-Event"
+GITHUB_DELIVERY_HEADER: Final = "X-GitHub-Delivery"
+GITLAB_TOKEN_HEADER: Final = "X-Gitlab-Token"
+GITLAB_EVENT_HEADER: Final = "X-Gitlab-Event"
+GITLAB_UUID_HEADER: Final = "X-Gitlab-Event-UUID"
+#: How long a tap on an alert's button waits for Alertmanager's API.
+ALERTMANAGER_TIMEOUT_SECONDS: Final = 5.0

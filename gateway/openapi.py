@@ -14,6 +14,7 @@ from typing import Any
 from gateway import __version__
 from gateway import constants as c
 from gateway.config import Config
+from gateway.inlets.openapi import inlet_operation
 from gateway.media.openapi import MEDIA_ERRORS, multipart_content
 from gateway.openapi_schemas import (
     components,
@@ -119,6 +120,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
             {"name": "commands", "description": "Sending messages and following them."},
             {"name": "operations", "description": "Health, metrics and this document."},
             {"name": "telegram", "description": "Called by Telegram only."},
+            {"name": "inlets", "description": "Called by other tools' webhooks."},
         ],
         "paths": {
             c.ENQUEUE_PATH: {"post": _enqueue_operation(config)},
@@ -127,6 +129,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
             c.METRICS_PATH: {"get": _metrics_operation()},
             c.OPENAPI_PATH: {"get": _openapi_operation()},
             config.telegram.webhook_path: {"post": _webhook_operation()},
+            c.INLETS_PATH + "/{name}": {"post": inlet_operation()},
         },
         "webhooks": outbound_webhooks(),
         "components": components(),

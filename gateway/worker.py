@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import Bot
 
@@ -29,6 +29,7 @@ from gateway.errors import StorageError
 from gateway.flood import FloodController
 from gateway.media.service import MediaService, MediaUnavailable, caption_part_params
 from gateway.queue.base import Queue
+from gateway.queue.threads import THREAD_METHOD
 from gateway.redact import redact
 from gateway.split import MarkupError, split_text, visible_length
 
@@ -51,6 +52,19 @@ class RetryBudget:
 
 
 ServiceExecutor = Callable[[Command], Awaitable[telegram.Outcome]]
+
+
+class Deferred(Protocol):
+    """Commands whose Bot API call is decided when the worker picks them up (`showThread`:
+    send or edit an inlet's message, gateway/inlets/show.py)."""
+
+    async def resolve(self, command: Command) -> tuple[str, dict[str, Any]] | None:
+        """The call to make now, or None when there is nothing to do."""
+
+    async def delivered(self, command: Command, method: str, result: Any) -> None:
+        """The call `resolve` gave was delivered with `result`."""
+
+
 FailureHandler = Callable[[Command, dict[str, Any]], Awaitable[None]]
 
 
@@ -121,6 +135,7 @@ class Worker:
         #: lane → what its command's send came to, while the storage refuses to record it.
         self._unsaved: dict[str, Callable[[], Awaitable[None]]] = {}
         self._media: MediaService | None = None
+        self._deferred: Deferred | None = None
 
     def use_media(self, media: MediaService) -> None:
         """Wire the media service: commands with stored files are sent through it."""
@@ -130,6 +145,10 @@ class Worker:
         """Wire the executor of service calls and the failure handler (built after the worker,
         as they send through the outbox that needs it)."""
         self._services, self._on_failed = services, on_failed
+
+    def use_deferred(self, deferred: Deferred) -> None:
+        """Wire the resolver of `showThread` commands (the inlets' messages)."""
+        self._deferred = deferred
 
     @property
     def running(self) -> bool:
@@ -370,6 +389,14 @@ class Worker:
             return await self._guarded(command, self._services(command))
         if self._media is not None and self._media.handles(command):
             return await self._guarded(command, self._send_media(lane, command, self._media))
+
+        if command.method == THREAD_METHOD:
+            try:
+                return await self._send_deferred(lane, command)
+            except StorageError:  # the thread could not be read or recorded: put back
+                raise
+            except Exception as exc:
+                return self._unexpected(command, exc)
         try:
             parts = await _long_text_parts_off_loop(command)
         except Exception as exc:
@@ -442,6 +469,25 @@ class Worker:
             command.result = done
             await self._queue.save_part(command.id, index, outcome.result, self._clock())
         return telegram.Delivered(done)
+
+    async def _send_deferred(self, lane: str, command: Command) -> telegram.Outcome:
+        """A `showThread`: resolved now, in the chat's lane, so the message it edits was sent
+        (or failed) before; nothing to do when the latest version is shown already."""
+        if self._deferred is None:
+            return telegram.Failure("no_inlets", "inlet messages are not configured", False)
+        call = await self._deferred.resolve(command)
+        if call is None:
+            acquired = self._acquired.pop(lane, None)
+            if acquired is not None:
+                self._flood.settle(flood_key(self._migrated.get(lane, lane)), acquired)
+            return telegram.Delivered({"skipped": "shown already"})
+        method, params = call
+        if lane in self._migrated:
+            params = {**params, "chat_id": self._migrated[lane]}
+        outcome = await self._send(lane, method, params)
+        if isinstance(outcome, telegram.Delivered):
+            await self._deferred.delivered(command, method, outcome.result)
+        return outcome
 
     async def _guarded(
         self, command: Command, call: Awaitable[telegram.Outcome]

@@ -22,6 +22,15 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
         echo "warning: could not install postgresql; its tests will skip" >&2
 fi
 
+# tests/test_inlets_alertmanager.py posts alerts through a real Prometheus Alertmanager.
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1 &&
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing prometheus-alertmanager (for tests/test_inlets_alertmanager.py)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        prometheus-alertmanager >&2 ||
+        echo "warning: could not install prometheus-alertmanager; its tests will skip" >&2
+fi
+
 echo "== ruff" >&2
 "$VENV/bin/ruff" check gateway tests
 echo "== mypy (strict)" >&2

@@ -41,6 +41,8 @@ from tests.conftest import USER, Gateway, GatewayFactory, Sandbox, Workspace
 ENQUEUE = (c.ENQUEUE_PATH, "post")
 COMMAND = (c.COMMANDS_PATH + "/{id}", "get")
 PROTECTED = [ENQUEUE, COMMAND, (c.METRICS_PATH, "get")]
+INLET = (c.INLETS_PATH + "/{name}", "post")
+INLET_MODULES = ("inlets/receiver.py", "inlets/alertmanager.py", "inlets/events.py")
 SOURCES = Path(gateway.__file__).parent
 
 
@@ -165,6 +167,10 @@ ERROR_SOURCES: dict[str, list[tuple[str, str]]] = {
     "media/service.py": [ENQUEUE],
     "media/fetch.py": [ENQUEUE],
     "media/door.py": [ENQUEUE],
+
+    "inlets/receiver.py": [INLET],
+    "inlets/alertmanager.py": [INLET],
+    "inlets/events.py": [INLET],
 }
 MEDIA_MODULES = (
     "media/intake.py",
@@ -179,7 +185,7 @@ def test_every_error_code_is_documented_for_its_routes(document: dict[str, Any])
     produced: set[str] = {"internal_error"}
     every = operations(document)
     modules = ("validation.py", "bodycheck.py", "http.py", "api.py", "auth.py", "webhook.py")
-    for module in (*modules, *MEDIA_MODULES):
+    for module in (*modules, *MEDIA_MODULES, *INLET_MODULES):
         for function, status, code in _error_codes(module):
             produced.add(code)
             if module == "http.py" and function == "json_errors":

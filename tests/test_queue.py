@@ -24,6 +24,7 @@ from gateway.queue import MemoryQueue, Queue, SqliteQueue, dbthread, schema
 from gateway.queue.base import FailedUpdate, UpdateRecord
 from gateway.queue.deadletters import read_failed_updates
 from gateway.queue.postgres import PostgresQueue
+from gateway.queue.threads import THREAD_METHOD, Thread
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0
@@ -1004,3 +1005,67 @@ async def _finish_each_way(queue: Queue, now: float) -> dict[Status, Command]:
             await queue.complete(command.id, {"message_id": 1}, T0, Status.AWAITING_REPLY)
             await queue.settle_question(command.id, status, {"answer": "a"}, now)
     return commands
+
+def show(thread: Thread, chat: int = -100) -> Command:
+    return Command(THREAD_METHOD, {"chat_id": chat}, meta={"thread": thread.id})
+
+
+@pytest.mark.parametrize("queue", BACKENDS, indirect=True)
+class TestThreads:
+    """The inlets' threads: one message per alert group (gateway/queue/threads.py)."""
+
+    async def test_save_and_find(self, queue: Queue) -> None:
+        thread = Thread("prod", "-100:42", "group-1", created_at=T0, version=1)
+        thread.state = {"alerts": {"a": {"status": "firing"}}}
+        command = show(thread)
+        assert await queue.save_thread(thread, 0, [command]) == [command]
+        assert thread.pending == command.id
+        found = await queue.open_thread("prod", "-100:42", "group-1")
+        assert found is not None and found.id == thread.id and found.state == thread.state
+        assert found.pending == command.id and found.digest is None
+        assert (await queue.thread(thread.id)) == found
+        assert await queue.open_thread("prod", "-100:42", "group-2") is None
+        assert await queue.thread("unknown") is None
+        assert (await queue.get(command.id)) is not None
+
+    async def test_version_conflicts_store_nothing(self, queue: Queue) -> None:
+        thread = Thread("prod", "-100", "g", created_at=T0, version=1)
+        assert await queue.save_thread(thread, 0, [show(thread)]) is not None
+        stale = Thread("prod", "-100", "g", id=thread.id, created_at=T0, version=2)
+        late = show(stale)
+        assert await queue.save_thread(stale, 0, [late]) is None
+        assert await queue.get(late.id) is None
+        # A second new thread for the same key: the first one wins.
+        other = Thread("prod", "-100", "g", created_at=T0, version=1)
+        assert await queue.save_thread(other, 0, []) is None
+
+    async def test_one_show_waits_in_the_queue_at_a_time(self, queue: Queue) -> None:
+        thread = Thread("prod", "-100", "g", created_at=T0, version=1)
+        first = show(thread)
+        await queue.save_thread(thread, 0, [first])
+        thread.version = 2
+        reply = Command(THREAD_METHOD, {"chat_id": -100}, meta={"thread": thread.id, "reply": "x"})
+        stored = await queue.save_thread(thread, 1, [show(thread), reply])
+        assert stored == [reply]  # the waiting show will show version 2 anyway
+        assert thread.pending == first.id
+        claimed = await queue.claim("-100", T0 + 10)
+        assert claimed is not None and claimed.id == first.id
+        thread.version = 3
+        again = show(thread)
+        assert await queue.save_thread(thread, 2, [again]) == [again]  # the first is in flight
+        assert thread.pending == again.id
+
+    async def test_shown_and_message_id(self, queue: Queue) -> None:
+        thread = Thread("prod", "-100", "g", created_at=T0, version=2)
+        await queue.save_thread(thread, 0, [])
+        await queue.thread_shown(thread.id, 2, 77, "v2")
+        await queue.thread_shown(thread.id, 1, 99, "v1")  # late and older: changes nothing
+        found = await queue.thread(thread.id)
+        assert found is not None and (found.shown, found.message_id, found.digest) == (2, 77, "v2")
+        # A later save from a stale copy does not roll them back.
+        thread.version, thread.closed, thread.updated_at = 3, True, T0 + 1
+        assert await queue.save_thread(thread, 2, []) is not None
+        assert (thread.shown, thread.message_id, thread.digest) == (2, 77, "v2")
+        assert await queue.open_thread("prod", "-100", "g") is None
+        fresh = Thread("prod", "-100", "g", created_at=T0 + 2, version=1)
+        assert await queue.save_thread(fresh, 0, []) is not None

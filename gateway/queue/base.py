@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.commands import Command, Status
+from gateway.queue.threads import Thread
 
 
 @dataclass(frozen=True)
@@ -212,3 +213,36 @@ class Queue(ABC):
         Called periodically; the only way a storage problem clears.
         """
         return self.problem()
+
+    # --- threads: one message following an alert group's life (gateway/queue/threads.py) ---
+
+    @abstractmethod
+    async def open_thread(self, inlet: str, chat: str, key: str) -> Thread | None:
+        """The open thread of `inlet` for `key` in `chat`, if any (a copy)."""
+
+    @abstractmethod
+    async def thread(self, thread_id: str) -> Thread | None:
+        """A thread by id, open or closed (a copy); None when unknown or pruned."""
+
+    @abstractmethod
+    async def save_thread(
+        self, thread: Thread, expected: int, commands: Sequence[Command]
+    ) -> list[Command] | None:
+        """Store `thread` (new when `expected` is 0) and `commands`, atomically.
+
+        None, storing nothing, when the stored version is not `expected` (or, for a new one,
+        an open thread with the same inlet, chat and key exists): the caller reads it again and
+        redoes its change. A showThread command is left out when the thread already has one
+        waiting in the queue (it will show the latest version anyway); the others are always
+        stored. Returns the commands stored. `thread.pending`, `message_id`, `shown` and
+        `digest` (the worker's to record) are updated to what is stored. Closed threads older
+        than a week are pruned.
+        """
+
+    @abstractmethod
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
+        """Telegram shows `version` of the thread, rendered as `digest` (and, after the first
+        send, `message_id` is its message). An older version than the one recorded changes
+        nothing."""

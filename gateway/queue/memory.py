@@ -12,6 +12,7 @@ from typing import Any
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
+from gateway.queue.threads import CLOSED_THREAD_KEEP_SECONDS, Thread, is_show
 
 
 class MemoryQueue(Queue):
@@ -29,6 +30,7 @@ class MemoryQueue(Queue):
         #: (client, signature) → when it expires; swept at most once a second.
         self._signatures: dict[tuple[str, str], float] = {}
         self._swept = 0.0
+        self._threads: dict[str, Thread] = {}
 
     async def put(self, commands: Sequence[Command]) -> None:
         for command in commands:
@@ -200,6 +202,54 @@ class MemoryQueue(Queue):
     async def held_lanes(self, waiting_since: float) -> int:
         heads = (self._commands[ids[0]] for ids in self._lanes.values() if ids)
         return sum(1 for h in heads if h.created_at < waiting_since or h.error is not None)
+
+    async def open_thread(self, inlet: str, chat: str, key: str) -> Thread | None:
+        for thread in self._threads.values():
+            if (thread.inlet, thread.chat, thread.key, thread.closed) == (inlet, chat, key, False):
+                return deepcopy(thread)
+        return None
+
+    async def thread(self, thread_id: str) -> Thread | None:
+        found = self._threads.get(thread_id)
+        return deepcopy(found) if found else None
+
+    async def save_thread(
+        self, thread: Thread, expected: int, commands: Sequence[Command]
+    ) -> list[Command] | None:
+        stored = self._threads.get(thread.id)
+        if (stored.version if stored else 0) != expected:
+            return None
+        if stored is None and await self.open_thread(thread.inlet, thread.chat, thread.key):
+            return None
+        pending = stored.pending if stored else None
+        if stored is not None:
+            thread.message_id, thread.digest = stored.message_id, stored.digest
+            thread.shown = max(thread.shown, stored.shown)
+        head = self._commands.get(pending) if pending else None
+        waiting = head is not None and head.status is Status.QUEUED
+        kept = [command for command in commands if not (is_show(command) and waiting)]
+        for command in kept:
+            if is_show(command):
+                pending = command.id
+        thread.pending = pending
+        self._threads[thread.id] = deepcopy(thread)
+        if thread.closed:
+            horizon = thread.updated_at - CLOSED_THREAD_KEEP_SECONDS
+            for old in [t for t in self._threads.values() if t.closed and t.updated_at < horizon]:
+                del self._threads[old.id]
+        await self.put(kept)
+        return kept
+
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
+        thread = self._threads.get(thread_id)
+        if thread is not None:
+            if version >= thread.shown:
+                thread.digest = digest
+            thread.shown = max(thread.shown, version)
+            if thread.message_id is None:
+                thread.message_id = message_id
 
     def _finish(self, command_id: str, status: Status, now: float, **fields: Any) -> None:
         command = self._commands[command_id]

@@ -19,6 +19,7 @@ import asyncpg
 
 from gateway import constants as c
 from gateway.errors import StartupError
+from gateway.queue import pg_threads
 from gateway.queue.schema import (
     COMMANDS_TABLE,
     FAILED_UPDATES_TABLE,
@@ -117,6 +118,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         )""",
         f"INSERT INTO {LEADERSHIP_TABLE} VALUES (1, 0, '', 0)",
     ),
+    # Inlets: the message each alert group (or storm) is shown in (gateway/queue/threads.py).
+    2: pg_threads.MIGRATION,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

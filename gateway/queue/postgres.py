@@ -31,7 +31,7 @@ import asyncpg
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import StartupError, StorageError
-from gateway.queue import pg_shared
+from gateway.queue import pg_shared, pg_threads
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.pg_rows import Conn, command_of, count, insert, payloads, with_parts
 from gateway.queue.pg_schema import LEADERSHIP_TABLE, migrate
@@ -44,6 +44,7 @@ from gateway.queue.schema import (
     UPDATES_TABLE,
 )
 from gateway.queue.sqlite import _dump, _load
+from gateway.queue.threads import Thread
 
 logger = logging.getLogger(__name__)
 
@@ -429,6 +430,32 @@ class PostgresQueue(Queue):
         for command in commands:
             command.seq = seqs[command.id]
         return True
+
+    async def open_thread(self, inlet: str, chat: str, key: str) -> Thread | None:
+        async with self._connection() as conn:
+            return await pg_threads.open_thread(conn, inlet, chat, key)
+
+    async def thread(self, thread_id: str) -> Thread | None:
+        async with self._connection() as conn:
+            return await pg_threads.thread(conn, thread_id)
+
+    async def save_thread(
+        self, thread: Thread, expected: int, commands: Sequence[Command]
+    ) -> list[Command] | None:
+        try:
+            async with self._connection() as conn, conn.transaction():
+                stored = await pg_threads.save(conn, thread, expected, commands)
+                if stored:
+                    await self._notify(conn, c.PG_WORK_CHANNEL, {cmd.lane for cmd in stored})
+                return stored
+        except asyncpg.UniqueViolationError:  # another replica opened the same thread
+            return None
+
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
+        async with self._connection() as conn:
+            await pg_threads.shown(conn, thread_id, version, message_id, digest)
 
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         async with self._connection() as conn:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from gateway.errors import StartupError
+from gateway.queue import threads
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,10 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # Retention: the pruner walks commands oldest first. `created_at` never changes, so this
     # index costs one append per new command and nothing when a command changes status.
     7: (f"CREATE INDEX {COMMANDS_TABLE}_created ON {COMMANDS_TABLE} (created_at)",),
+    # 8 belongs to the rich-messages work: a placeholder until it is merged.
+    8: (),
+    # Inlets: the message each alert group (or storm) is shown in, across restarts.
+    9: threads.MIGRATION,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

@@ -44,6 +44,7 @@ from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import QueueSyncError, StartupError, StorageError
 from gateway.queue import files
+from gateway.queue import threads as thread_jobs
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.deadletters import NEWEST_FAILED, dead_letters
@@ -61,6 +62,7 @@ from gateway.queue.schema import (
     migrate,
 )
 from gateway.queue.storage import StorageWatch
+from gateway.queue.threads import Thread
 
 logger = logging.getLogger(__name__)
 
@@ -420,6 +422,41 @@ class SqliteQueue(Queue):
         )
         count: int = rows[0][0]
         return count
+
+    async def open_thread(self, inlet: str, chat: str, key: str) -> Thread | None:
+        found: Thread | None = await self._database().call(
+            lambda db: thread_jobs.select_open(db, inlet, chat, key)
+        )
+        return found
+
+    async def thread(self, thread_id: str) -> Thread | None:
+        found: Thread | None = await self._database().call(
+            lambda db: thread_jobs.select_by_id(db, thread_id)
+        )
+        return found
+
+    async def save_thread(
+        self, thread: Thread, expected: int, commands: Sequence[Command]
+    ) -> list[Command] | None:
+        rows = {command.id: _row(command) for command in commands}
+
+        def insert(db: sqlite3.Connection, stored: Sequence[Command]) -> None:
+            for command in stored:
+                self._seq += 1
+                command.seq = self._seq
+                row = rows[command.id]
+                db.execute(insert_sql(1), (row[0], command.seq, *row[1:]))
+
+        return await self._write(
+            lambda db: thread_jobs.save(db, thread, expected, commands, insert)
+        )
+
+    async def thread_shown(
+        self, thread_id: str, version: int, message_id: int | None, digest: str
+    ) -> None:
+        await self._write(
+            lambda db: thread_jobs.mark_shown(db, thread_id, version, message_id, digest)
+        )
 
     # --- the connection ---------------------------------------------------------------------
 

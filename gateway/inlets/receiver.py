@@ -1,0 +1,80 @@
+"""The inlets' HTTP side: `POST /inlets/{name}`, and their wiring into the app."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import constants as c
+from gateway import keys
+from gateway.errors import InputError
+from gateway.http import error_response
+from gateway.inlets.actions import AlertActions
+from gateway.inlets.auth import authentic
+from gateway.inlets.events import Ignored
+from gateway.inlets.service import Inlets
+from gateway.inlets.show import ThreadShower
+
+logger = logging.getLogger(__name__)
+
+INLETS = web.AppKey("inlets", Inlets)
+ACTIONS = web.AppKey("inlet_actions", AlertActions)
+
+
+async def receive(request: web.Request) -> web.Response:
+    """`POST /inlets/{name}`: a webhook of another tool → 202 once its commands are stored."""
+    inlets = request.app[INLETS]
+    name = request.match_info["name"]
+    inlet = inlets.by_name.get(name)
+    if inlet is None:
+        raise InputError(f"no inlet {name!r}", code="not_found", status=404)
+    body = await request.read()
+    if not authentic(inlet, request.headers, body):
+        inlets.metrics.notifications.labels(name, "unauthorized").inc()
+        logger.warning(
+            "inlet %s: refused a call from %s: wrong or missing credential", name, request.remote
+        )
+        response = error_response(401, "unauthorized", "wrong or missing credential")
+        if inlet.kind in ("alertmanager", "grafana", "generic"):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="telegram-gateway"'
+        return response
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        inlets.metrics.notifications.labels(name, "invalid").inc()
+        raise InputError("the body is not JSON", code="invalid_json", field="body") from None
+    try:
+        answer = await inlets.accept(inlet, request.headers, payload)
+    except Ignored as exc:
+        inlets.metrics.notifications.labels(name, "ignored").inc()
+        return web.json_response({"status": "ignored", "reason": exc.reason})
+    except InputError:
+        inlets.metrics.notifications.labels(name, "invalid").inc()
+        raise
+    inlets.metrics.notifications.labels(name, "accepted").inc()
+    status = 200 if answer.get("status") == "duplicate" else 202
+    return web.json_response(answer, status=status)
+
+
+async def _actions(app: web.Application) -> AsyncIterator[None]:
+    actions = app[ACTIONS]
+    await actions.open()
+    yield
+    await actions.close()
+
+
+def install(app: web.Application) -> None:
+    """Mount `/inlets/{name}`, wire the worker's showThread resolver and the buttons' handler
+    (call after the queue, outbox, worker, metrics and dispatcher are in `app`)."""
+    queue, worker, outbox = app[keys.QUEUE], app[keys.WORKER], app[keys.OUTBOX]
+    inlets = Inlets(app[keys.CONFIG].inlets, queue, outbox, worker, app[keys.METRICS].registry)
+    app[INLETS] = inlets
+    worker.use_deferred(ThreadShower(queue, inlets.by_name, inlets.lifecycle))
+    actions = AlertActions(inlets, queue, outbox)
+    app[ACTIONS] = actions
+    app[keys.DISPATCHER].include_router(actions.router())
+    app.cleanup_ctx.append(_actions)
+    app.router.add_post(c.INLETS_PATH + "/{name}", receive)

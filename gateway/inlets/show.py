@@ -1,0 +1,86 @@
+"""The worker's side of inlet messages: a `showThread` command becomes, when it is picked up,
+a sendMessage (no message yet), an editMessageText (the message Telegram returned for the first
+send, which is in the same lane and so delivered before), a reply, or nothing at all (the
+latest version is shown already)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from gateway.commands import Command
+from gateway.inlets.config import Inlet
+from gateway.inlets.lifecycle import Lifecycle
+from gateway.queue.base import Queue
+
+
+class ThreadShower:
+    """Resolves `showThread` commands for the worker (`Worker.use_deferred`)."""
+
+    def __init__(self, queue: Queue, inlets: dict[str, Inlet], lifecycle: Lifecycle) -> None:
+        self._queue = queue
+        self._inlets = inlets
+        self._lifecycle = lifecycle
+
+    async def resolve(self, command: Command) -> tuple[str, dict[str, Any]] | None:
+        thread = await self._queue.thread(command.meta["thread"])
+        if thread is None:
+            return None
+        meta = command.meta
+        params: dict[str, Any] = {"chat_id": command.params["chat_id"]}
+        if "reply" in meta:
+            params["text"] = meta["reply"]
+            if thread.message_id is not None:
+                params["reply_parameters"] = {
+                    "message_id": thread.message_id,
+                    "allow_sending_without_reply": True,
+                }
+            return "sendMessage", self._new_message(params, meta)
+        inlet = self._inlets.get(thread.inlet)
+        if thread.shown >= thread.version or inlet is None:
+            return None
+        text, mode, markup = self._lifecycle.render(inlet, thread)
+        digest = _digest(text, mode, markup)
+        # For `delivered` (this copy of the command only).
+        meta["version"], meta["digest"] = thread.version, digest
+        if thread.message_id is not None and digest == thread.digest:
+            # Renders as what Telegram shows already: an edit would be refused ("message is
+            # not modified"). Shown, then.
+            await self._queue.thread_shown(thread.id, thread.version, None, digest)
+            return None
+        params["text"] = text
+        if mode:
+            params["parse_mode"] = mode
+        if thread.message_id is None:
+            if markup:
+                params["reply_markup"] = markup
+            return "sendMessage", self._new_message(params, meta)
+        params["message_id"] = thread.message_id
+        # An empty keyboard removes the buttons (a resolved alert has none).
+        params["reply_markup"] = markup or {"inline_keyboard": []}
+        return "editMessageText", params
+
+    async def delivered(self, command: Command, method: str, result: Any) -> None:
+        version = command.meta.get("version")
+        if version is None:
+            return
+        message_id = None
+        if method == "sendMessage" and isinstance(result, dict):
+            message_id = result.get("message_id")
+        await self._queue.thread_shown(
+            command.meta["thread"], int(version), message_id, command.meta["digest"]
+        )
+
+    @staticmethod
+    def _new_message(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        if "topic" in meta:
+            params["message_thread_id"] = meta["topic"]
+        if meta.get("quiet"):
+            params["disable_notification"] = True
+        return params
+
+
+def _digest(text: str, mode: str | None, markup: Any) -> str:
+    blob = json.dumps([text, mode, markup], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
