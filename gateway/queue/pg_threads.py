@@ -8,7 +8,12 @@ from typing import Any, Final
 
 from gateway.commands import Command
 from gateway.queue.pg_rows import Conn, insert
-from gateway.queue.threads import CLOSED_THREAD_KEEP_SECONDS, THREADS_TABLE, Thread, is_show
+from gateway.queue.threads import (
+    CLOSED_THREAD_KEEP_SECONDS,
+    THREADS_TABLE,
+    Thread,
+    adopt_stored,
+)
 
 #: PostgreSQL schema step adding the threads table (pg_schema.MIGRATIONS[2]).
 MIGRATION: Final = (
@@ -85,16 +90,7 @@ async def save(
         return None
     if row is None and await open_thread(conn, thread.inlet, thread.chat, thread.key):
         return None
-    pending = row["pending"] if row else None
-    if row is not None:
-        thread.message_id, thread.digest = row["message_id"], row["digest"]
-        thread.shown = max(thread.shown, row["shown"])
-    waiting = row is not None and row["waiting"] == "queued"
-    kept = [command for command in commands if not (is_show(command) and waiting)]
-    for command in kept:
-        if is_show(command):
-            pending = command.id
-    thread.pending = pending
+    kept = adopt_stored(thread, row, row is not None and row["waiting"] == "queued", commands)
     inserted = await conn.fetchval(
         f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)

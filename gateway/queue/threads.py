@@ -134,6 +134,25 @@ def select_by_id(db: sqlite3.Connection, thread_id: str) -> Thread | None:
     return thread_from_row(row) if row else None
 
 
+def adopt_stored(
+    thread: Thread, row: Any, waiting: bool, commands: Sequence[Command]
+) -> list[Command]:
+    """The part of `save_thread` both backends share: take the stored row's message id and
+    what it shows (the worker's to record, never rolled back here), keep at most one waiting
+    show command (`waiting`: the stored one is still queued), and point `pending` at the
+    newest kept one. Returns the commands to store."""
+    pending = row["pending"] if row is not None else None
+    if row is not None:
+        thread.message_id, thread.digest = row["message_id"], row["digest"]
+        thread.shown = max(thread.shown, row["shown"])
+    kept = [command for command in commands if not (is_show(command) and waiting)]
+    for command in kept:
+        if is_show(command):
+            pending = command.id
+    thread.pending = pending
+    return kept
+
+
 def save(
     db: sqlite3.Connection,
     thread: Thread,
@@ -149,17 +168,9 @@ def save(
         return None
     if row is None and select_open(db, thread.inlet, thread.chat, thread.key) is not None:
         return None  # another writer opened the same thread meanwhile
-    pending = row["pending"] if row else None
-    # The message id and what is shown are the worker's to record, never rolled back here.
-    if row is not None:
-        thread.message_id, thread.digest = row["message_id"], row["digest"]
-        thread.shown = max(thread.shown, row["shown"])
-    waiting = row is not None and row["pending_status"] == "queued"
-    stored_commands = [command for command in commands if not (is_show(command) and waiting)]
-    for command in stored_commands:
-        if is_show(command):
-            pending = command.id
-    thread.pending = pending
+    stored_commands = adopt_stored(
+        thread, row, row is not None and row["pending_status"] == "queued", commands
+    )
     db.execute(
         f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
