@@ -90,6 +90,8 @@ FD_RESERVE: Final = 192
 MAX_CONNECTIONS_CEILING: Final = 1024
 #: Below this many connections the open-file limit is too low to run on.
 MIN_CONNECTIONS: Final = 16
+#: The listen backlog at a roomy open-file limit (a quarter of the client budget below it).
+LISTEN_BACKLOG: Final = 128
 #: How long closing a TLS connection waits for the peer's close_notify.
 TLS_SHUTDOWN_TIMEOUT_SECONDS: Final = 3.0
 #: Repeated connection-level trouble (accept errors, refusals, malformed requests) is logged at

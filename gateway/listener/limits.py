@@ -22,6 +22,10 @@ class ConnectionLimits:
     body_timeout: float
     idle_timeout: float
     max_connections: int
+    #: The listen backlog, which is also how many connections asyncio accepts in one burst
+    #: before any of them is counted: it comes out of the reserve, so it is kept small when
+    #: the open-file limit is.
+    backlog: int = c.LISTEN_BACKLOG
 
 
 def open_file_limit() -> int:
@@ -69,6 +73,7 @@ def connection_limits(server: ServerSettings) -> ConnectionLimits:
         body_timeout=server.body_timeout,
         idle_timeout=server.idle_timeout,
         max_connections=cap,
+        backlog=max(c.MIN_CONNECTIONS, min(c.LISTEN_BACKLOG, max(budget, 0) // 4)),
     )
 
 

@@ -120,10 +120,9 @@ class BoundedSite(web.BaseSite):
         *,
         limits: ConnectionLimits,
         ssl_context: ssl.SSLContext | None = None,
-        backlog: int = 128,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
+        super().__init__(runner, ssl_context=ssl_context, backlog=limits.backlog)
         self._host, self._port = host, port
         self.limits = limits
         self.tls = ssl_context
