@@ -8,21 +8,27 @@ or variable at fault.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import ipaddress
 import logging
-import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any
 from urllib.parse import urlsplit
 
+from gateway import configcheck
 from gateway import constants as c
 from gateway.chatdefaults import ChatDefault, parse_chat_defaults
-from gateway.egress import parse_networks
+from gateway.configvalues import (
+    Duration,
+    KeyPermissions,
+    LongText,
+    QueueBackend,
+    UploadCertificate,
+    coerce,
+    read_toml,
+    resolve,
+)
 from gateway.errors import ConfigError
 from gateway.inlets.config import Inlet, parse_inlets
 from gateway.routes import Route, parse_routes
@@ -40,20 +46,6 @@ logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "GATEWAY_"
 ENV_CONFIG = "GATEWAY_CONFIG"
-
-QueueBackend = Literal["memory", "sqlite", "postgres"]
-LongText = Literal["split", "truncate", "reject"]
-KeyPermissions = Literal["refuse", "warn"]
-UploadCertificate = Literal["auto", "always", "never"]
-#: Seconds, written in the file as a number or as "30s", "15m", "12h", "7d".
-Duration: TypeAlias = float
-_DURATION_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "QueueBackend": get_args(QueueBackend),
-    "LongText": get_args(LongText),
-    "KeyPermissions": get_args(KeyPermissions),
-    "UploadCertificate": get_args(UploadCertificate),
-}
 
 
 @dataclass(frozen=True)
@@ -268,7 +260,7 @@ def load_config(
     explicit = path is not None or ENV_CONFIG in env
     cfg_path = Path(path or env.get(ENV_CONFIG) or c.DEFAULT_CONFIG_PATH)
     source = str(cfg_path)
-    raw = _read_toml(_resolve(base, str(cfg_path)), source, required=explicit)
+    raw = read_toml(resolve(base, str(cfg_path)), source, required=explicit)
     if not raw:
         source = "defaults"
     raw_server = raw.get("server")
@@ -295,29 +287,29 @@ def load_config(
         server = dataclasses.replace(server, host=c.SANDBOX_HOST)
     telegram: TelegramSettings = sections["telegram"]
     sandbox: SandboxSettingsSection = sections["sandbox"]
-    _validate(server, telegram)
-    _validate_delivery(sections["delivery"])
-    _validate_media(sections["media"])
-    _validate_queue(sections["queue"])
+    configcheck.validate(server, telegram)
+    configcheck.validate_delivery(sections["delivery"])
+    configcheck.validate_media(sections["media"])
+    configcheck.validate_queue(sections["queue"])
 
     token = read_token(
-        _resolve(base, telegram.token_file),
+        resolve(base, telegram.token_file),
         telegram.token_file,
         telegram.token_file == c.DEFAULT_TOKEN_FILE,
         env,
         policy,
     )
     allowed = read_allowed_users(
-        _resolve(base, telegram.allowed_users_file),
+        resolve(base, telegram.allowed_users_file),
         telegram.allowed_users_file,
         sandbox.demo_user if token is None else None,
     )
     secret = read_webhook_secret(
-        _resolve(base, telegram.secret_token_file), telegram.secret_token_file, policy
+        resolve(base, telegram.secret_token_file), telegram.secret_token_file, policy
     )
     # The clients file holds signing secrets; the gateway reads it at start and on changes.
-    check_permissions(_resolve(base, server.clients_file), server.clients_file, policy)
-    public_url = _public_url(server, sandbox_mode=token is None)
+    check_permissions(resolve(base, server.clients_file), server.clients_file, policy)
+    public_url = configcheck.public_url(server, sandbox_mode=token is None)
     if telegram.upload_certificate == "always" and not server.tls and not server.certificate:
         raise ConfigError(
             '[telegram] upload_certificate = "always" with tls = false needs [server] '
@@ -337,14 +329,14 @@ def load_config(
         public_url=public_url,
         certificate_path=cert,
         private_key_path=key,
-        queue_path=_resolve(base, sections["queue"].path),
-        clients_path=_resolve(base, server.clients_file),
+        queue_path=resolve(base, sections["queue"].path),
+        clients_path=resolve(base, server.clients_file),
         queue_dsn=_queue_dsn(base, sections["queue"], source, policy),
         routes=routes,
         inlets=inlets,
         callback_secret=Secret(
             read_or_create_secret(
-                _resolve(base, server.callback_secret_file),
+                resolve(base, server.callback_secret_file),
                 server.callback_secret_file,
                 "callback signing key",
                 policy,
@@ -353,7 +345,7 @@ def load_config(
         source=source,
         sandbox_mode=token is None,
         media=sections["media"],
-        media_dir=_resolve(base, sections["media"].dir),
+        media_dir=resolve(base, sections["media"].dir),
         chat_defaults=chat_defaults,
     )
 
@@ -366,7 +358,7 @@ def _queue_dsn(base: Path, queue: QueueSettings, source: str, policy: str) -> Se
     dsn = queue.dsn.strip()
     if not dsn and queue.dsn_file:
         where = f"[queue] dsn_file {queue.dsn_file}"
-        path = _resolve(base, queue.dsn_file)
+        path = resolve(base, queue.dsn_file)
         check_permissions(path, queue.dsn_file, policy)
         try:
             dsn = path.read_text(encoding="utf-8").strip()
@@ -397,42 +389,20 @@ def path_setting(path: str | None, env: Mapping[str, str], section: str, key: st
     base = Path.cwd()
     env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
     if env_name in env:
-        return _resolve(base, env[env_name])
+        return resolve(base, env[env_name])
     explicit = path is not None or ENV_CONFIG in env
     cfg_path = str(path or env.get(ENV_CONFIG) or c.DEFAULT_CONFIG_PATH)
-    table = _read_toml(_resolve(base, cfg_path), cfg_path, required=explicit).get(section, {})
+    table = read_toml(resolve(base, cfg_path), cfg_path, required=explicit).get(section, {})
     default = getattr(SECTIONS[section](), key)
     value = table.get(key, default) if isinstance(table, dict) else None
     if not isinstance(value, str):
         raise ConfigError(f"{cfg_path}: [{section}] {key} must be a string, not {value!r}")
-    return _resolve(base, value)
+    return resolve(base, value)
 
 
 def resolve_path(base: Path, value: str) -> Path:
     """A configured path: absolute as given, otherwise relative to the working directory."""
-    return _resolve(base, value)
-
-
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
-
-
-def _read_toml(path: Path, source: str, *, required: bool) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(f"{source}: config file not found") from None
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: the config file is not UTF-8 text") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return resolve(base, value)
 
 
 def _build_section(
@@ -448,80 +418,10 @@ def _build_section(
     for key, f in fields.items():
         env_name = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
         if env_name in env:
-            kwargs[key] = _coerce(f, env[env_name], env_name, from_env=True)
+            kwargs[key] = coerce(f, env[env_name], env_name, from_env=True)
         elif key in values:
-            kwargs[key] = _coerce(f, values[key], f"{source}: [{name}] {key}", from_env=False)
+            kwargs[key] = coerce(f, values[key], f"{source}: [{name}] {key}", from_env=False)
     return cls(**kwargs)
-
-
-def _coerce(f: dataclasses.Field[Any], value: Any, where: str, *, from_env: bool) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if from_env and value.strip().lower() in {
-            "1",
-            "true",
-            "yes",
-            "on",
-            "0",
-            "false",
-            "no",
-            "off",
-        }:
-            return value.strip().lower() in {"1", "true", "yes", "on"}
-        raise ConfigError(f"{where} must be true or false, not {value!r}")
-    if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if from_env:
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be a whole number, not {value!r}")
-    if kind == "float":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if from_env:
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be a number, not {value!r}")
-    if kind == "Duration":
-        return parse_duration(value, where)
-    if kind in CHOICES:
-        if value in CHOICES[kind]:
-            return value
-        raise ConfigError(f"{where} must be one of {', '.join(CHOICES[kind])}, not {value!r}")
-    if kind == "tuple[str, ...]":
-        if from_env:
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return tuple(value)
-        raise ConfigError(f"{where} must be a list of strings, not {value!r}")
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string, not {value!r}")
-    return value
-
-
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from a number or a string like "90", "30s", "15m", "12h" or "7d"."""
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = _DURATION_UNITS.get(text[-1:], 0.0) if text else 0.0
-        number = text[:-1] if unit else text
-        with contextlib.suppress(ValueError):
-            seconds = float(number) * (unit or 1.0)
-    if seconds is None or not math.isfinite(seconds):
-        raise ConfigError(
-            f'{where} must be a duration such as 3600, "30s", "15m", "12h" or "7d", not {value!r}'
-        )
-    return seconds
 
 
 def _check_unknown_env(env: Mapping[str, str]) -> None:
@@ -535,132 +435,18 @@ def _check_unknown_env(env: Mapping[str, str]) -> None:
             raise ConfigError(f"environment variable {var} is not a known setting")
 
 
-def _validate_media(media: MediaSettings) -> None:
-    parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
-    for key in ("max_upload_bytes", "max_photo_bytes", "max_bytes_in_flight"):
-        if getattr(media, key) <= 0:
-            raise ConfigError(f"[media] {key} must be a positive number of bytes")
-    if media.max_bytes_in_flight < media.max_upload_bytes:
-        raise ConfigError("[media] max_bytes_in_flight must be at least max_upload_bytes")
-    if media.fetch_timeout <= 0:
-        raise ConfigError("[media] fetch_timeout must be a positive number of seconds")
-
-
-def _validate_queue(queue: QueueSettings) -> None:
-    if queue.retention < c.MIN_RETENTION_SECONDS:
-        raise ConfigError(
-            f"[queue] retention must be at least {c.MIN_RETENTION_SECONDS:g} second, "
-            f"not {queue.retention:g}"
-        )
-
-
-def _validate_delivery(delivery: DeliverySettings) -> None:
-    if delivery.max_text_length < 1:
-        raise ConfigError(
-            f"[delivery] max_text_length must be at least 1, not {delivery.max_text_length}"
-        )
-
-
-def _validate(server: ServerSettings, telegram: TelegramSettings) -> None:
-    if not 0 < server.port < 65536:
-        raise ConfigError(f"[server] port must be between 1 and 65535, not {server.port}")
-    if server.body_limit < 1024:
-        raise ConfigError(
-            f"[server] body_limit must be at least 1024 bytes, not {server.body_limit}"
-        )
-    for key in ("handshake_timeout", "head_timeout", "body_timeout", "idle_timeout"):
-        if not getattr(server, key) > 0:
-            raise ConfigError(f"[server] {key} must be above 0 seconds, not {getattr(server, key)}")
-    if server.max_connections < 0:
-        raise ConfigError(
-            f"[server] max_connections must be 0 (derived) or more, not {server.max_connections}"
-        )
-    if not telegram.webhook_path.startswith("/") or " " in telegram.webhook_path:
-        raise ConfigError(
-            f"[telegram] webhook_path must start with '/' and contain no spaces, "
-            f"not {telegram.webhook_path!r}"
-        )
-    low, high = c.WEBHOOK_MAX_CONNECTIONS_RANGE
-    if not low <= telegram.max_connections <= high:
-        raise ConfigError(
-            f"[telegram] max_connections must be between {low} and {high}, "
-            f"not {telegram.max_connections}"
-        )
-    for key in ("webhook_allowed_networks", "trusted_proxies"):
-        for network in getattr(telegram, key):
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ConfigError(
-                    f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
-                ) from None
-    parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
-    if not 0 < telegram.request_timeout <= c.MAX_BOT_API_TIMEOUT_SECONDS:
-        raise ConfigError(
-            f"[telegram] request_timeout must be more than 0 and at most "
-            f"{c.MAX_BOT_API_TIMEOUT_SECONDS:g} seconds, not {telegram.request_timeout:g}"
-        )
-    api = urlsplit(telegram.api_base)
-    if api.scheme not in {"http", "https"} or not api.hostname:
-        raise ConfigError(f"[telegram] api_base must be an http(s) URL, not {telegram.api_base!r}")
-
-
-def _public_url(server: ServerSettings, *, sandbox_mode: bool) -> str:
-    url = server.public_url
-    if not url and not server.tls:
-        raise ConfigError(
-            "[server] public_url is required with tls = false: the https:// URL of the reverse "
-            "proxy in front of the gateway, e.g. https://gateway.example.org:8443"
-        )
-    if not url:
-        if not sandbox_mode:
-            raise ConfigError(
-                "[server] public_url is required with a bot token: the HTTPS URL Telegram "
-                "uses to reach this server, e.g. https://203.0.113.7:8443"
-            )
-        url = _sandbox_public_url(server)
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ConfigError(f"[server] public_url must be an https:// URL, not {url!r}")
-    try:
-        port = parts.port or 443
-    except ValueError:
-        raise ConfigError(f"[server] public_url has an invalid port: {url!r}") from None
-    if port not in c.WEBHOOK_PORTS:
-        raise ConfigError(
-            f"[server] public_url port {port} is not allowed by Telegram "
-            "(webhooks can use only ports 443, 80, 88 or 8443)"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigError(f"[server] public_url must not have a query or fragment: {url!r}")
-    return url.rstrip("/")
-
-
-def _sandbox_public_url(server: ServerSettings) -> str:
-    """Sandbox mode's public URL: the listener's own address (loopback for a wildcard)."""
-    if server.port not in c.WEBHOOK_PORTS:
-        raise ConfigError(
-            f"[server] port {server.port}: the sandbox, like Telegram, delivers webhooks only "
-            "to ports 443, 80, 88 or 8443; pick one of them"
-        )
-    host = server.host if server.host not in c.WILDCARD_HOSTS else c.SANDBOX_HOST
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}:{server.port}"
-
-
 def _certificate_paths(base: Path, server: ServerSettings) -> tuple[Path, Path]:
     if server.certificate or server.private_key:
         if not server.tls and server.certificate and not server.private_key:
             # Only uploaded (upload_certificate = "always"): its key stays with the proxy.
-            cert = _resolve(base, server.certificate)
+            cert = resolve(base, server.certificate)
             return cert, cert.with_name(c.PRIVATE_KEY_FILENAME)
         if not (server.certificate and server.private_key):
             missing = "private_key" if server.certificate else "certificate"
             raise ConfigError(f"[server] {missing} must be set together with the other")
-        return _resolve(base, server.certificate), _resolve(base, server.private_key)
-    legacy = _resolve(base, c.LEGACY_CERTIFICATE), _resolve(base, c.LEGACY_PRIVATE_KEY)
+        return resolve(base, server.certificate), resolve(base, server.private_key)
+    legacy = resolve(base, c.LEGACY_CERTIFICATE), resolve(base, c.LEGACY_PRIVATE_KEY)
     if legacy[0].exists() or legacy[1].exists():
         return legacy
-    cert_dir = _resolve(base, c.DEFAULT_CERT_DIR)
+    cert_dir = resolve(base, c.DEFAULT_CERT_DIR)
     return cert_dir / c.CERTIFICATE_FILENAME, cert_dir / c.PRIVATE_KEY_FILENAME

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from gateway import constants as c
 from gateway.bodycheck import check_values, encodable
 from gateway.commands import Command
-from gateway.config import LongText
+from gateway.configvalues import LongText
 from gateway.errors import InputError
 from gateway.questions import ask, valid_buttons
 from gateway.split import MarkupError, truncate_text, visible_length

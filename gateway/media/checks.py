@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway import constants as c
 from gateway.commands import Command
-from gateway.config import LongText
+from gateway.configvalues import LongText
 from gateway.errors import InputError
 from gateway.media.refs import CAPTION_METHODS, CAPTION_REST_KEY, SHORT_FILE_FIELDS, SINGLE_FILE
 from gateway.split import MarkupError, split_text, truncate_text, visible_length

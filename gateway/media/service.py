@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from gateway import constants as c
 from gateway.commands import Command
-from gateway.config import LongText, MediaSettings
+from gateway.config import MediaSettings
+from gateway.configvalues import LongText
 from gateway.egress import guarded_session, parse_networks
 from gateway.errors import InputError
 from gateway.media.checks import check_album, check_captions
