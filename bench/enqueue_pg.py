@@ -32,7 +32,7 @@ from common import (
 from enqueue import CHATS, Target, aiohttp_loader, paused
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.pg_helpers import running_postgres  # noqa: E402
+from tests.pg_helpers import running_postgres
 
 TARGET_RATIO = 0.7
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from gateway import constants as c
 from gateway.cluster.leadership import Leadership
+from gateway.delivery import Worker
 from gateway.errors import GatewayError
 from gateway.queue.postgres import PostgresQueue
-from gateway.worker import Worker
 
 logger = logging.getLogger(__name__)
 
