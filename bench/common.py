@@ -234,9 +234,14 @@ async def sandbox_process(
 
 @asynccontextmanager
 async def gateway_process(
-    ws: Workspace, sandbox_url: str, http: aiohttp.ClientSession, env: dict[str, str] | None = None
+    ws: Workspace,
+    sandbox_url: str,
+    http: aiohttp.ClientSession,
+    env: dict[str, str] | None = None,
+    wrap: Sequence[str] = (),
 ) -> AsyncIterator[Service]:
-    """`python -m gateway run` in the workspace with the durable SQLite queue."""
+    """`python -m gateway run` in the workspace with the durable SQLite queue; `wrap` goes
+    before the interpreter (a profiler: `py-spy record -o out.svg --`)."""
     settings = {
         "GATEWAY_SERVER_HOST": ws.host,
         "GATEWAY_SERVER_PUBLIC_URL": ws.gateway_url,
@@ -244,7 +249,7 @@ async def gateway_process(
         "GATEWAY_QUEUE_BACKEND": "sqlite",
         **(env or {}),
     }
-    argv = [PYTHON, "-m", "gateway", "run", "--log-level", "warning"]
+    argv = [*wrap, PYTHON, "-m", "gateway", "run", "--log-level", "warning"]
     async with running(
         "gateway", argv, ws.root, clean_env(settings), ws.gateway_url, "/healthz", http
     ) as service:
