@@ -21,7 +21,7 @@ Modes (the sandbox keeps Telegram's 1/s per chat and 20/min per group in all of 
 Medians over `--rounds`; the load average next to every figure.
 
     .venv/bin/python bench/broadcast.py [--mode raised|lifted] [--rounds 3]
-        [--chats 10000] [--messages 20000] [--profile DIR]  (py-spy around the delivery phase)
+        [--chats 10000] [--messages 20000] [--profile DIR]  (py-spy on the delivery phase)
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -142,19 +144,18 @@ async def gateway_round(
     expected = args.messages - int(before["total_sends"])
     await sandbox_json(control, sandbox.url, "DELETE", "stats")
     await set_global_limit(control, sandbox, sandbox_rate)
-    wrap: list[str] = []
-    if args.profile:
-        out = Path(args.profile) / f"{args.mode}-round{round_no}"
-        spy = str(Path(sys.executable).parent / "py-spy")
-        wrap = [spy, "record", "-r", "200", "-f", "raw", "-o", f"{out}.txt", "--"]
     flood = {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": f"{gateway_rate:g}"}
     async with (
         https_session(ws, 32) as http,
-        gateway_process(ws, sandbox.url, http, flood, wrap) as gw,
+        gateway_process(ws, sandbox.url, http, flood) as gw,
     ):
+        spy = profiler(args, gw, round_no)
         cpu_start = cpu_seconds(gw.proc.pid)
         first_at, first_count, last_at = await watch_sends(control, sandbox, expected)
         cpu = cpu_seconds(gw.proc.pid) - cpu_start
+        if spy is not None:  # py-spy writes its profile on SIGINT
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         load = loadavg()
         for _ in range(int(WAIT_LIMIT_SECONDS / POLL_SECONDS)):  # the statuses recorded
             counters = await scrape_metrics(http, gw.url)
@@ -170,7 +171,7 @@ async def gateway_round(
         "delivered_in_phase": expected,
         "span_seconds": round(span, 2),
         "per_second": round(rate, 1) if rate else None,
-        "gateway_cpu_ms_per_1000_sends": None if wrap else round(cpu / expected * 1e6, 1),
+        "gateway_cpu_ms_per_1000_sends": round(cpu / expected * 1e6, 1),
         "commands_sent_metric": counters.get("gateway_commands_sent_total", 0),
         "commands_failed_metric": counters.get("gateway_commands_failed_total", 0),
         "sandbox_429": stats["too_many_requests"],
@@ -179,6 +180,18 @@ async def gateway_round(
         "loadavg": load,
         **order,
     }
+
+
+def profiler(
+    args: argparse.Namespace, gw: Service, round_no: int
+) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the gateway (`--profile`), or None."""
+    if not args.profile:
+        return None
+    out = Path(args.profile) / f"{args.mode}-round{round_no}.txt"
+    spy = str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "-p", str(gw.proc.pid), "-r", "100", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def one_round(args: argparse.Namespace, round_no: int) -> dict[str, Any]:

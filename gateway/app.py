@@ -63,9 +63,7 @@ def create_app(
     app[keys.QUEUE] = queue or _make_queue(config)
     # On PostgreSQL the limit is shared: a client cannot multiply it by spreading requests.
     store = app[keys.QUEUE]
-    app[keys.RATE_LIMITER] = RateLimiter(
-        shared=store if isinstance(store, PostgresQueue) else None
-    )
+    app[keys.RATE_LIMITER] = RateLimiter(shared=store if isinstance(store, PostgresQueue) else None)
     app[keys.BOT] = create_bot(
         config.bot_token.reveal(), config.telegram.api_base, config.telegram.request_timeout
     )

@@ -284,21 +284,28 @@ class FloodController:
         self.last_acquired = now
         return 0.0
 
-    def charge(self, chat_id: ChatId, extra: int, at: float) -> None:
+    def charge(self, chat_id: ChatId, extra: int, at: float) -> float:
         """Count `extra` more messages of a send whose slot was acquired at `at` (an album of
         N is N messages to Telegram): each takes the next free place of every window, so the
-        sends after it wait as if N messages had gone out one after the other."""
+        sends after it wait as if N messages had gone out one after the other. Returns the
+        seconds until the last of their places in the bot-wide window (0.0 if free now): the
+        send waits that long, so its N messages together never exceed the bot's limit (sends
+        picked in the same batch may have taken the places before it)."""
         state = self._chats.get(_chat_key(chat_id))
         windows = [self._global]
         if state is not None:
             windows.append(state.window)
             if state.group is not None:
                 windows.append(state.group)
+        latest = at
         for window in windows:
             when = at
             for _ in range(extra):
                 when = window.ready_at(when)
                 window.record(when)
+            if window is self._global:
+                latest = when
+        return max(0.0, latest - self._clock())
 
     def settle(self, chat_id: ChatId, acquired_at: float) -> None:
         """The send acquired at ``acquired_at`` was answered: count it from now on instead.

@@ -194,22 +194,42 @@ class Worker:
         )
 
     async def _step(self) -> None:
-        if len(self._in_flight) >= self._max_in_flight:
+        free = self._max_in_flight - len(self._in_flight)
+        if free <= 0:
             await self._sleep(None)
             return
         now = self._clock()
-        lane, wait = self._pick(now)
-        if lane is None:
+        lanes, wait = self._pick(now, min(free, c.CLAIM_BATCH))
+        if not lanes:
             await self._sleep(wait)
             return
-        command = await self._queue.claim(lane, now)
-        if command is None:  # the lane emptied or its head is not due after all
-            self._sender.acquired.pop(lane, None)  # the flood slot stays spent: harmless
+        # Claimed together, the claims share one transaction and one disk sync (group commit):
+        # a claim must be durable before its send (it counts the attempt), but need not wait
+        # for the disk alone.
+        claims = await asyncio.gather(
+            *(self._queue.claim(lane, now) for lane in lanes), return_exceptions=True
+        )
+        error: BaseException | None = None
+        empty: list[str] = []
+        for lane, claimed in zip(lanes, claims, strict=True):
+            if isinstance(claimed, BaseException):
+                self._sender.acquired.pop(lane, None)  # picked again once the storage is back
+                error = error or claimed
+            elif claimed is None:  # the lane emptied or its head is not due after all
+                self._sender.acquired.pop(lane, None)  # the flood slot stays spent: harmless
+                empty.append(lane)
+            else:
+                self._start(lane, claimed, now)
+        for lane in empty:
             await self._refresh(lane)
-            return
+        if error is not None:
+            raise error
+
+    def _start(self, lane: str, command: Command, now: float) -> None:
+        """Deliver a claimed command in a task of its own. Nothing here may raise, or the
+        command would sit in `sending` until the next restart."""
         # To the back of the ring (round robin). The lane's due time is refreshed when its
-        # delivery ends; nothing between the claim and the task may raise, or the claimed
-        # command would sit in `sending` until the next restart.
+        # delivery ends.
         self._ring.pop(lane, None)
         self._ring[lane] = now
         migrated = self._sender.migrated
@@ -220,8 +240,10 @@ class Worker:
         task = asyncio.create_task(self._deliver(lane, command), name=f"deliver {command.id}")
         self._in_flight[lane] = task
 
-    def _pick(self, now: float) -> tuple[str | None, float | None]:
-        """The next lane allowed to send now, or how long until one may."""
+    def _pick(self, now: float, most: int) -> tuple[list[str], float | None]:
+        """Up to `most` lanes allowed to send now (each with its flood slot taken), or, when
+        none is, how long until one may."""
+        picked: list[str] = []
         soonest = math.inf
         for lane, due in self._ring.items():
             if lane in self._in_flight:
@@ -230,15 +252,19 @@ class Worker:
                 soonest = min(soonest, due - now)
                 continue
             if lane.startswith(c.SERVICE_LANE):
-                return lane, None  # a call to an internal service: no Telegram limit applies
-            delay = self._flood.try_acquire(self._sender.key(lane))
-            if delay <= 0:
-                self._sender.acquired[lane] = self._flood.last_acquired
-                return lane, None
-            soonest = min(soonest, delay)
-            if self._flood.global_wait() > 0:
-                break  # every lane waits for the bot-wide limit: no point asking the rest
-        return None, (None if soonest == math.inf else soonest)
+                picked.append(lane)  # a call to an internal service: no Telegram limit applies
+            else:
+                delay = self._flood.try_acquire(self._sender.key(lane))
+                if delay <= 0:
+                    self._sender.acquired[lane] = self._flood.last_acquired
+                    picked.append(lane)
+                else:
+                    soonest = min(soonest, delay)
+                    if self._flood.global_wait() > 0:
+                        break  # every lane waits for the bot-wide limit: no point asking the rest
+            if len(picked) >= most:
+                break
+        return picked, (None if picked or soonest == math.inf else soonest)
 
     async def _sleep(self, timeout: float | None) -> None:
         self._wake.clear()

@@ -47,6 +47,8 @@ class Sender:
         self.acquired: dict[str, float] = {}
         #: lane → the supergroup its chat moved to.
         self.migrated: dict[str, int] = {}
+        #: lane → seconds its album waits before going out (see `charge_album`).
+        self.album_wait: dict[str, float] = {}
         self.media: MediaService | None = None
         self.deferred: Deferred | None = None
         #: Executes calls to internal services (dispatches, callbacks).
@@ -100,13 +102,14 @@ class Sender:
 
     def charge_album(self, lane: str, command: Command) -> None:
         """An album of N is N messages to Telegram: charge the other N - 1 now, right after
-        the claim, before the loop picks the next lane (its own slot was taken by the pick)."""
+        the claim (its own slot was taken by the pick); if lanes picked with it took the free
+        places of the bot's window, the album waits for its own (`album_wait`)."""
         acquired = self.acquired.get(lane)
         if self.media is None or acquired is None:
             return
         extra = self.media.messages(command) - 1
         if extra > 0:
-            self._flood.charge(self.key(lane), extra, acquired)
+            self.album_wait[lane] = self._flood.charge(self.key(lane), extra, acquired)
 
     async def _send_media(
         self, lane: str, command: Command, media: MediaService
@@ -121,6 +124,8 @@ class Sender:
             acquired = self.acquired.get(lane)  # charged for the whole album by the claim
             extra = media.messages(command) - 1 if acquired is not None else 0
             key = self.key(lane)
+            if (wait := self.album_wait.pop(lane, 0.0)) > 0:
+                await asyncio.sleep(wait)
             try:
                 async with media.sending(command) as params:
                     outcome = await self.send(lane, command.method, params)
