@@ -58,9 +58,10 @@ class Settler:
                 status = Status.AWAITING_REPLY if question else Status.SENT
                 await self._queue.complete(command.id, result, now, status)
                 self._hooks.sent(command, now - command.created_at)
-                logger.debug(
-                    "%s %s delivered", command.method, command.id, extra=log_fields(command)
-                )
+                if logger.isEnabledFor(logging.DEBUG):  # no log fields built per send
+                    logger.debug(
+                        "%s %s delivered", command.method, command.id, extra=log_fields(command)
+                    )
                 if not question:  # a question is final once answered or expired
                     self._notify_final(command.id)
             case telegram.FloodWait(retry_after, description):
