@@ -205,6 +205,8 @@ ALBUM_SIZE_RANGE: Final = (2, 10)
 PAYLOAD_PART: Final = "payload"
 ATTACH_PREFIX: Final = "attach://"
 DEFAULT_MEDIA_DIR: Final = "var/media"
+#: Name of the media directory beside the queue file (`gateway migrate-queue`'s default).
+MEDIA_DIR_NAME: Final = "media"
 #: How long a gateway fetch (`"fetch": true`) may take.
 DEFAULT_FETCH_TIMEOUT_SECONDS: Final = 30.0
 #: Bytes of uploads in flight to Telegram at once (beyond it, uploads wait their turn).

@@ -23,9 +23,11 @@ from gateway.media.service import ByteBudget, MediaService
 from gateway.media.store import MediaStore, StreamedInputFile
 from gateway.media.store_disk import DiskMediaStore
 from gateway.media.store_pg import PgMediaStore
+from gateway.ops.migrate import migrate_queue
 from gateway.queue.base import Queue
 from gateway.queue.memory import MemoryQueue
 from gateway.queue.postgres import PostgresQueue
+from gateway.queue.sqlite import SqliteQueue
 
 MB = 1024 * 1024
 HOUR = 3600.0
@@ -238,6 +240,50 @@ async def test_pg_aborted_and_abandoned_uploads_leave_no_rows(pg_dsn: str) -> No
         assert (await table_counts(pg_dsn))["media_chunks"] == 2  # maybe still arriving
         await store.collect(never, HOUR, time.time() + 2 * HOUR)
         assert (await table_counts(pg_dsn))["media_chunks"] == 0
+    finally:
+        await queue.close()
+
+
+async def test_migrate_queue_carries_the_files_of_the_commands_it_moves(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    disk = DiskMediaStore(tmp_path / "media")
+    await disk.open()
+    data = blob(int(1.5 * MB), salt=9)
+    sha = await stored(disk, data)
+    old = SqliteQueue(tmp_path / "gateway.db")
+    await old.open()
+    photo = Command("sendDocument", {"chat_id": 1, "document": "attach://d"})
+    photo.meta["media"] = {
+        "d": {
+            "sha256": sha,
+            "size": len(data),
+            "filename": "r.bin",
+            "mime_type": "application/octet-stream",
+        }
+    }
+    lost = Command("sendDocument", {"chat_id": 2, "document": "attach://d"})
+    lost.meta["media"] = {
+        "d": {
+            "sha256": "e" * 64,
+            "size": 1,
+            "filename": "gone.bin",
+            "mime_type": "application/octet-stream",
+        }
+    }
+    await disk.link(sha, photo.id)
+    await old.put([photo, lost])
+    await old.close()
+
+    moved = await migrate_queue(tmp_path / "gateway.db", pg_dsn, time.time())
+    assert (moved.queued, moved.files) == (2, 1)
+    queue, store = await replica(pg_dsn)
+    try:
+        assert await store.read(sha) == data
+        assert await store.size("e" * 64) is None  # missing on disk: its command will fail
+        assert (await table_counts(pg_dsn))["media_links"] == 1
+        again = await migrate_queue(tmp_path / "gateway.db", pg_dsn, time.time())
+        assert (again.skipped, again.files) == (2, 0)
     finally:
         await queue.close()
 
