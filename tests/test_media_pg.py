@@ -3,7 +3,8 @@
 - a file accepted by a follower is sent by the leader, and the file_id Telegram returned is
   reused by whichever replica leads next (it is in the shared database, not on a disk);
 - SIGKILL after the 202 → the file is sent after the restart, bytes identical;
-- receiving and sending a 50 MB document barely moves the gateway's memory.
+- receiving and sending a 50 MB document barely moves the gateway's memory;
+- in process: an album of two uploads, and a refused (413) upload leaving no rows behind.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import pytest
 
 from gateway.certs import client_ssl_context
 from gateway.sandbox import SandboxSettings
-from tests.conftest import BOT_ID, USER, Sandbox, Workspace
+from tests.conftest import BOT_ID, USER, GatewayFactory, Sandbox, Workspace
+from tests.media_helpers import png
 from tests.test_cluster import Replica, health, make_replica, started, wait_for_leader
+from tests.test_media import file_bytes, upload
 from tests.test_media_process import chunks, memory_kb
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -183,9 +186,7 @@ async def test_a_50_mb_document_on_postgres_barely_moves_the_gateways_memory(
     await sandbox.create_chat(USER)
     total = 50 * MB - 64 * 1024  # under Telegram's 50 MB with room for the form's framing
     replica = make_replica(workspace, "r0", [])
-    async with client(replica, workspace.token) as http, started(
-        replica, sandbox, pg_dsn, http
-    ):
+    async with client(replica, workspace.token) as http, started(replica, sandbox, pg_dsn, http):
         assert replica.proc is not None
         pid = replica.proc.pid
         # Warm up: one small upload and delivery, so code paths and buffers exist already.
@@ -207,3 +208,46 @@ async def test_a_50_mb_document_on_postgres_barely_moves_the_gateways_memory(
     [count] = await rows(pg_dsn, "SELECT count(*) AS n FROM media_chunks")
     assert count["n"] == 1 + -(-total // (1024 * 1024))
     assert no_media_on_disk(replica)
+
+
+async def test_an_album_on_postgres_and_a_refused_upload_leaves_no_rows(
+    gateway_factory: GatewayFactory, sandbox: Sandbox, pg_dsn: str
+) -> None:
+    await sandbox.create_chat(USER)
+    first, second = png(640, 480, salt=1, padding=1_500_000), png(320, 240, salt=2)
+    env = {
+        "GATEWAY_QUEUE_BACKEND": "postgres",
+        "GATEWAY_QUEUE_DSN": pg_dsn,
+        "GATEWAY_MEDIA_MAX_UPLOAD_BYTES": str(3 * MB),
+    }
+    async with gateway_factory(env) as gw:
+        status, answer = await upload(
+            gw,
+            {
+                "chat_id": USER,
+                "text": "before / after",
+                "media": [
+                    {"type": "photo", "media": "attach://a"},
+                    {"type": "photo", "media": "attach://b"},
+                ],
+            },
+            {"a": (io.BytesIO(first), "a.png", "image/png"), "b": (second, "b.png", "image/png")},
+        )
+        assert status == 202, answer
+        command = await gw.command(answer["id"], wait=20)
+        assert command["status"] == "sent", command
+        status, answer = await upload(
+            gw,
+            {"chat_id": USER, "document": "attach://d"},
+            {"d": (io.BytesIO(b"x" * (3 * MB + 1)), "big.bin", "application/octet-stream")},
+        )
+        assert status == 413 and "max_upload_bytes" in answer["error"]["message"], answer
+    messages = await sandbox.messages(USER)
+    assert [m.get("caption") for m in messages] == ["before / after", None]
+    assert await file_bytes(sandbox, messages[0]["media"][0]["file_id"]) == first
+    assert await file_bytes(sandbox, messages[1]["media"][0]["file_id"]) == second
+    # The refused upload's chunks were deleted (the gateway waited for it as it stopped).
+    assert [
+        r["blob"]
+        for r in await rows(pg_dsn, "SELECT DISTINCT blob FROM media_chunks ORDER BY blob")
+    ] == [r["blob"] for r in await rows(pg_dsn, "SELECT blob FROM media_files ORDER BY blob")]

@@ -136,6 +136,26 @@ async def test_collect_deletes_files_whose_commands_are_gone(backend: Backend) -
     assert await store.read(orphan_sha) == blob(2 * MB, salt=2)
 
 
+async def test_retention_deleting_a_command_lets_its_file_go(backend: Backend) -> None:
+    store, queue = backend.store, backend.queue
+    sha = await stored(store, blob(1500, salt=3))
+    old = time.time() - 2 * HOUR
+    command = Command("sendDocument", {"chat_id": 1, "document": "attach://d"}, created_at=old)
+    await store.link(sha, command.id)
+    await queue.put([command])
+    assert await queue.claim(command.lane, old) is not None
+    await queue.complete(command.id, {"message_id": 1}, old)
+
+    async def exists(command_id: str) -> bool:
+        return await exists_in(queue, command_id)
+
+    later = time.time() + 2 * HOUR
+    assert await store.collect(exists, HOUR, later) == 0  # its command is kept: so is the file
+    assert await queue.prune(time.time() - HOUR, 100) == 1  # retention deletes the command
+    assert await store.collect(exists, HOUR, later) == 1
+    assert await store.size(sha) is None
+
+
 async def test_the_service_collects_through_the_queue(backend: Backend) -> None:
     service = MediaService(backend.store, MediaSettings(), CollectorRegistry())
     sha = await stored(backend.store, b"orphan")

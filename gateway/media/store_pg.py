@@ -132,6 +132,18 @@ class PgMediaStore(MediaStore):
             n += 1
             yield data
 
+    async def read(self, sha256: str) -> bytes | None:
+        # Small files (sent whole): one connection for the row and its chunk(s).
+        async with self.queue.connection() as conn:
+            row = await pg_media.file_row(conn, sha256)
+            if row is None:
+                return None
+            blob, size = row
+            data = b"".join(await pg_media.all_chunks(conn, blob))
+        if len(data) != size:
+            raise OSError(f"file {sha256[:12]} has {len(data)} of its {size} bytes")
+        return data
+
     async def file_id(self, sha256: str, kind: str) -> str | None:
         check_names(sha256, kind)
         async with self.queue.connection() as conn:

@@ -122,6 +122,12 @@ async def chunk(conn: Conn, blob: int, n: int) -> bytes | None:
     return data
 
 
+async def all_chunks(conn: Conn, blob: int) -> list[bytes]:
+    """Every chunk of a blob, in order (small files only: they are held in memory)."""
+    rows = await conn.fetch(f"SELECT data FROM {CHUNKS_TABLE} WHERE blob = $1 ORDER BY n", blob)
+    return [row["data"] for row in rows]
+
+
 async def link(conn: Conn, sha256: str, command_id: str, now: float) -> None:
     await conn.execute(
         f"""INSERT INTO {LINKS_TABLE} (sha256, command_id, linked_at) VALUES ($1, $2, $3)
