@@ -53,7 +53,8 @@ class PgUpload(Upload):
         return self.blob, self._hash.hexdigest()
 
     async def _flush(self, size: int) -> None:
-        piece = bytes(self._buffer[:size])
+        with memoryview(self._buffer) as view:
+            piece = bytes(view[:size])  # one copy (a slice of the bytearray would be two)
         del self._buffer[:size]
         async with self._store.queue.connection() as conn:
             self.blob = await pg_media.write_chunk(
