@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 from common import (
     GATEWAY_ARGV,
     REPO_ROOT,
@@ -228,6 +229,7 @@ class Round:
     errors: int
     seconds: float
     cpu: dict[str, float]
+    counts: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -259,19 +261,49 @@ def process_cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-async def measure(group: Group, load: Load, seconds: float, server: PgServer | None) -> Round:
-    """One round: the load, and the CPU used meanwhile by the group's servers and PostgreSQL."""
+#: A snapshot of counters outside the servers under test (e.g. PostgreSQL's); a round
+#: records their increase. Names starting with "cpu:" are CPU seconds.
+Counters = Callable[[], Awaitable[dict[str, float]]]
 
-    def snapshot() -> tuple[float, float]:
-        db = postgres_cpu_seconds(server) if server is not None else 0.0
-        return sum(process_cpu_seconds(pid) for pid in group.pids), db
 
+def postgres_counters(server: PgServer, conn: asyncpg.Connection[Any]) -> Counters:
+    """PostgreSQL's CPU seconds (all its processes), its transactions in the bench's database
+    (read-only ones included) and its WAL syncs (fsyncs): their increase per request shows how
+    many requests one transaction and one fsync carry. Both statistics reach the views up to a
+    second late (backends flush them at most once a second): over a 5 s round they are
+    approximations."""
+
+    async def read() -> dict[str, float]:
+        row = await conn.fetchrow(
+            """SELECT (SELECT xact_commit FROM pg_stat_database
+                        WHERE datname = current_database()),
+                      (SELECT wal_sync FROM pg_stat_wal)"""
+        )
+        assert row is not None
+        return {
+            "cpu:postgres": postgres_cpu_seconds(server),
+            "transactions": row[0],
+            "wal_syncs": row[1],
+        }
+
+    return read
+
+
+async def no_counters() -> dict[str, float]:
+    return {}
+
+
+async def measure(group: Group, load: Load, seconds: float, counters: Counters) -> Round:
+    """One round: the load, the CPU used meanwhile by the group's servers, and `counters`."""
     with paused(group.paused):
-        servers, db = snapshot()
+        servers, before = sum(process_cpu_seconds(p) for p in group.pids), await counters()
         ok, errors, elapsed, client = await load(group, seconds)
-        servers_after, db_after = snapshot()
-    cpu = {"servers": servers_after - servers, "postgres": db_after - db, "client": client}
-    return Round(group.name, ok, errors, elapsed, cpu)
+        servers_after, after = sum(process_cpu_seconds(p) for p in group.pids), await counters()
+    deltas = {name: after[name] - before[name] for name in before}
+    cpu = {"servers": servers_after - servers, "client": client}
+    cpu.update({k.removeprefix("cpu:"): v for k, v in deltas.items() if k.startswith("cpu:")})
+    counts = {k: v for k, v in deltas.items() if not k.startswith("cpu:")}
+    return Round(group.name, ok, errors, elapsed, cpu, counts)
 
 
 async def alternate(
@@ -281,15 +313,15 @@ async def alternate(
     rounds: int,
     seconds: float,
     warmup: float,
-    server: PgServer | None,
+    counters: Counters = no_counters,
 ) -> list[Round]:
     """A warm-up round each, then `rounds` rounds of every group in turn."""
     for group in groups:
-        await measure(group, load, warmup, server)
+        await measure(group, load, warmup, counters)
     results = []
     for index in range(rounds):
         for group in groups:
-            result = await measure(group, load, seconds, server)
+            result = await measure(group, load, seconds, counters)
             print(
                 f"  round {index + 1} {group.name:<12} {result.rate:8.0f} req/s  "
                 f"load {os.getloadavg()[0]:.2f}",
@@ -315,6 +347,10 @@ def medians(rounds: Sequence[Round]) -> dict[str, dict[str, Any]]:
             "median_rps": round(statistics.median(r.rate for r in rs), 1),
             "cpu_us_per_request": {**parts, "total": sum(parts.values())},
             "cores_busy": round(statistics.median(sum(r.cpu.values()) / r.seconds for r in rs), 2),
+            "per_request": {
+                name: round(statistics.median(r.counts[name] / max(r.ok, 1) for r in rs), 3)
+                for name in rs[0].counts
+            },
             "errors": sum(r.errors for r in rs),
         }
     return summary

@@ -33,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cluster_common import Group, Load, alternate, cluster, loadavg, medians, postgres
+import asyncpg
+from cluster_common import (
+    Group,
+    Load,
+    alternate,
+    cluster,
+    loadavg,
+    medians,
+    postgres,
+    postgres_counters,
+)
 from common import (
     JSON_HEADERS,
     create_chats,
@@ -167,6 +177,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.client == "wrk"
                 else aiohttp_load(args.concurrency)
             )
+            conn = await asyncpg.connect(dsn)
+            stack.push_async_callback(conn.close)
             start_load = loadavg()
             rounds = await alternate(
                 groups,
@@ -174,7 +186,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rounds=args.rounds,
                 seconds=args.seconds,
                 warmup=args.warmup,
-                server=pg,
+                counters=postgres_counters(pg, conn),
             )
     figures = medians(rounds)
     sqlite_rps = figures["sqlite"]["median_rps"]
@@ -240,7 +252,7 @@ def main() -> None:
         print(
             f"{name:<11} {g['median_rps']:8.1f} req/s  CPU/request: servers {cpu['servers']} us, "
             f"postgres {cpu['postgres']} us, client {cpu['client']} us (total {cpu['total']}); "
-            f"cores busy {g['cores_busy']}; errors {g['errors']}"
+            f"cores busy {g['cores_busy']}; per request {g['per_request']}; errors {g['errors']}"
         )
     print(
         f"ratios {result['ratios']} (postgres-1 target >= {TARGET_RATIO}: "
