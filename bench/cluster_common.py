@@ -141,8 +141,9 @@ class Cluster:
     def alive(self) -> list[int]:
         return [i for i, s in enumerate(self.services) if s is not None and s.proc.poll() is None]
 
-    def pids(self) -> list[int]:
-        return [s.pid for s in self.services if s is not None]
+    def pids(self) -> dict[str, int]:
+        """The live replicas' process ids by name (r0, r1, ...)."""
+        return {s.name: s.pid for s in self.services if s is not None}
 
     def stop_all(self) -> None:
         for service in self.services:
@@ -212,11 +213,11 @@ async def cluster(
 @dataclass(frozen=True)
 class Group:
     """What one kind of round measures: `endpoints` (base URL, session) share the load, the CPU
-    of `pids` (and PostgreSQL's) is charged to it, `paused` are SIGSTOPped meanwhile."""
+    of `pids` (by name; and PostgreSQL's) is charged to it, `paused` are SIGSTOPped meanwhile."""
 
     name: str
     endpoints: list[tuple[str, aiohttp.ClientSession]]
-    pids: list[int]
+    pids: dict[str, int]
     paused: list[int]
 
 
@@ -230,6 +231,8 @@ class Round:
     seconds: float
     cpu: dict[str, float]
     counts: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of each server (by name), included in cpu["servers"].
+    server_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -295,15 +298,20 @@ async def no_counters() -> dict[str, float]:
 
 async def measure(group: Group, load: Load, seconds: float, counters: Counters) -> Round:
     """One round: the load, the CPU used meanwhile by the group's servers, and `counters`."""
+
+    def servers() -> dict[str, float]:
+        return {name: process_cpu_seconds(pid) for name, pid in group.pids.items()}
+
     with paused(group.paused):
-        servers, before = sum(process_cpu_seconds(p) for p in group.pids), await counters()
+        servers_before, before = servers(), await counters()
         ok, errors, elapsed, client = await load(group, seconds)
-        servers_after, after = sum(process_cpu_seconds(p) for p in group.pids), await counters()
+        servers_after, after = servers(), await counters()
     deltas = {name: after[name] - before[name] for name in before}
-    cpu = {"servers": servers_after - servers, "client": client}
+    each = {name: servers_after[name] - servers_before[name] for name in servers_before}
+    cpu = {"servers": sum(each.values()), "client": client}
     cpu.update({k.removeprefix("cpu:"): v for k, v in deltas.items() if k.startswith("cpu:")})
     counts = {k: v for k, v in deltas.items() if not k.startswith("cpu:")}
-    return Round(group.name, ok, errors, elapsed, cpu, counts)
+    return Round(group.name, ok, errors, elapsed, cpu, counts, each)
 
 
 async def alternate(
@@ -347,6 +355,10 @@ def medians(rounds: Sequence[Round]) -> dict[str, dict[str, Any]]:
             "median_rps": round(statistics.median(r.rate for r in rs), 1),
             "cpu_us_per_request": {**parts, "total": sum(parts.values())},
             "cores_busy": round(statistics.median(sum(r.cpu.values()) / r.seconds for r in rs), 2),
+            "server_cpu_us_per_request": {
+                name: round(statistics.median(1e6 * r.server_cpu[name] / max(r.ok, 1) for r in rs))
+                for name in rs[0].server_cpu
+            },
             "per_request": {
                 name: round(statistics.median(r.counts[name] / max(r.ok, 1) for r in rs), 3)
                 for name in rs[0].counts

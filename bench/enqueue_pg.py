@@ -166,7 +166,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for ws, http in zip(replicas.workspaces, replicas.sessions, strict=True)
             ]
             groups = [
-                Group("sqlite", [(sqlite_gw.url, sqlite_http)], [sqlite_gw.pid], replicas.pids())
+                Group(
+                    "sqlite",
+                    [(sqlite_gw.url, sqlite_http)],
+                    {"sqlite": sqlite_gw.pid},
+                    list(replicas.pids().values()),
+                )
             ]
             groups += [
                 Group(f"postgres-{n}", endpoints[:n], replicas.pids(), [sqlite_gw.pid])
@@ -252,6 +257,7 @@ def main() -> None:
         print(
             f"{name:<11} {g['median_rps']:8.1f} req/s  CPU/request: servers {cpu['servers']} us, "
             f"postgres {cpu['postgres']} us, client {cpu['client']} us (total {cpu['total']}); "
+            f"each server {g['server_cpu_us_per_request']} us; "
             f"cores busy {g['cores_busy']}; per request {g['per_request']}; errors {g['errors']}"
         )
     print(
