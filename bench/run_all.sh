@@ -15,3 +15,4 @@ $PY bench/memory.py
 $PY bench/outage.py
 $PY bench/media.py
 $PY bench/inlets.py
+$PY bench/cli_startup.py
