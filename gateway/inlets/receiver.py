@@ -70,7 +70,7 @@ def install(app: web.Application) -> None:
     """Mount `/inlets/{name}`, wire the worker's showThread resolver and the buttons' handler
     (call after the queue, outbox, worker, metrics and dispatcher are in `app`)."""
     queue, worker, outbox = app[keys.QUEUE], app[keys.WORKER], app[keys.OUTBOX]
-    inlets = Inlets(app[keys.CONFIG].inlets, queue, outbox, worker, app[keys.METRICS].registry)
+    inlets = Inlets(app[keys.CONFIG].inlets, queue, outbox, worker, app[keys.METRICS])
     app[INLETS] = inlets
     worker.use_deferred(ThreadShower(queue, inlets.by_name, inlets.lifecycle))
     actions = AlertActions(inlets, queue, outbox)

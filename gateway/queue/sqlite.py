@@ -458,6 +458,9 @@ class SqliteQueue(Queue):
             lambda db: thread_jobs.mark_shown(db, thread_id, version, message_id, digest)
         )
 
+    async def thread_message_gone(self, thread_id: str, message_id: int) -> None:
+        await self._write(lambda db: thread_jobs.mark_gone(db, thread_id, message_id))
+
     # --- the connection ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:

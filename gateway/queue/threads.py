@@ -214,6 +214,15 @@ def mark_shown(
     )
 
 
+def mark_gone(db: sqlite3.Connection, thread_id: str, message_id: int) -> None:
+    """The job of `Queue.thread_message_gone`."""
+    db.execute(
+        f"""UPDATE {THREADS_TABLE} SET message_id = NULL, digest = NULL
+            WHERE id = ? AND message_id = ?""",
+        (thread_id, message_id),
+    )
+
+
 #: A thread's stored version and the worker's fields, with its pending command's status.
 _STORED: Final = f"""SELECT t.version, t.pending, t.message_id, t.shown, t.digest,
         c.status AS pending_status
