@@ -104,6 +104,6 @@ def test_offline_commands_do_not_load_the_telegram_stack(
 
 def test_run_still_loads_what_it_needs(tmp_path: Path) -> None:
     """The lazy imports are per command: `gateway check` (which talks to Telegram) gets aiogram."""
-    (tmp_path / "gateway.toml").write_text("[queue]\nbackend = \"memory\"\n")
+    (tmp_path / "gateway.toml").write_text('[queue]\nbackend = "memory"\n')
     _, heavy, _, _ = run_cli(["check", "--config", "gateway.toml"], tmp_path)
     assert "aiogram" in heavy

@@ -122,6 +122,8 @@ class Inlet:
     events: frozenset[str] = frozenset()
     dedup_key: Template | None = field(default=None, compare=False)
     max_listed: int = 10
+    #: Where the secret was read from (for `gateway check`).
+    secret_file: Path | None = field(default=None, compare=False)
 
     @property
     def path(self) -> str:
@@ -248,6 +250,7 @@ def _inlet(entry: dict[str, Any], name: str, base: Path, where: str, permissions
         events=chosen,
         dedup_key=expression,
         max_listed=listed,
+        secret_file=secret_path,
     )
 
 
