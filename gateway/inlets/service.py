@@ -41,6 +41,14 @@ class InletMetrics:
             ["inlet", "outcome"],
             registry=registry,
         )
+        self._outcomes: dict[tuple[str, str], Counter] = {}
+
+    def outcome(self, inlet: str, outcome: str) -> None:
+        """Count one request; labels() takes a lock and a lookup: once per label set."""
+        child = self._outcomes.get((inlet, outcome))
+        if child is None:
+            child = self._outcomes[inlet, outcome] = self.notifications.labels(inlet, outcome)
+        child.inc()
 
 
 class Inlets:
