@@ -15,6 +15,7 @@ $PY bench/memory.py
 $PY bench/outage.py
 $PY bench/media.py
 $PY bench/inlets.py
+$PY bench/cli_startup.py
 # The PostgreSQL benches need PostgreSQL's server binaries (Debian: apt-get install postgresql).
 if command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     $PY bench/enqueue_pg.py

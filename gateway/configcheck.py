@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway import constants as c
-from gateway.egress import parse_networks
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def validate_media(media: MediaSettings) -> None:
-    parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
+    _parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
     for key in ("max_upload_bytes", "max_photo_bytes", "max_bytes_in_flight"):
         if getattr(media, key) <= 0:
             raise ConfigError(f"[media] {key} must be a positive number of bytes")
@@ -82,7 +81,7 @@ def validate(server: ServerSettings, telegram: TelegramSettings) -> None:
                 raise ConfigError(
                     f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
                 ) from None
-    parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
+    _parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
     if not 0 < telegram.request_timeout <= c.MAX_BOT_API_TIMEOUT_SECONDS:
         raise ConfigError(
             f"[telegram] request_timeout must be more than 0 and at most "
@@ -135,3 +134,11 @@ def sandbox_public_url(server: ServerSettings) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"https://{host}:{server.port}"
+
+
+def _parse_networks(values: tuple[str, ...], key: str) -> None:
+    """Check a list of networks; gateway.egress (and aiohttp) load only when a config does,
+    not for `gateway token` or `gateway backup`, which read one path from the config file."""
+    from gateway.egress import parse_networks
+
+    parse_networks(values, key)

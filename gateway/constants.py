@@ -56,6 +56,7 @@ DEFAULT_CERT_DIR: Final = "certs"
 CERTIFICATE_FILENAME: Final = "certificate.pem"
 PRIVATE_KEY_FILENAME: Final = "key.pem"
 DEFAULT_CERT_DAYS: Final = 365
+MAX_CERT_DAYS: Final = 36500
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
 #: Default of `[queue] retention`: final commands are kept this long (seconds), then deleted.

@@ -19,7 +19,10 @@ class Metrics(DeliveryHooks):
         self.registry = CollectorRegistry()
         r = self.registry
         self.accepted = Counter(
-            "gateway_commands_accepted", "Commands accepted for delivery", ["method"], registry=r
+            "gateway_commands_accepted",
+            "Commands accepted for delivery, by method and source (api, or inlet:<name>)",
+            ["method", "source"],
+            registry=r,
         )
         self.sent_total = Counter(
             "gateway_commands_sent", "Commands delivered", ["method"], registry=r
@@ -50,7 +53,7 @@ class Metrics(DeliveryHooks):
             "Final commands deleted after [queue] retention",
             registry=r,
         )
-        self._accepted_by_method: dict[str, Counter] = {}
+        self._accepted_by_method: dict[tuple[str, str], Counter] = {}
         self.updates = Counter(
             "gateway_webhook_updates", "Updates received on the webhook", ["type"], registry=r
         )
@@ -72,13 +75,13 @@ class Metrics(DeliveryHooks):
             "gateway_leader_elections", "Times this replica became the leader", registry=r
         )
 
-    def accepted_commands(self, commands: Iterable[Command]) -> None:
+    def accepted_commands(self, commands: Iterable[Command], source: str = "api") -> None:
+        """Count stored commands; `source` is "api" or "inlet:<name>" (gateway/inlets/)."""
         for command in commands:
-            child = self._accepted_by_method.get(command.method)
-            if child is None:  # labels() costs a lock and a lookup: once per method is enough
-                child = self._accepted_by_method[command.method] = self.accepted.labels(
-                    command.method
-                )
+            key = (command.method, source)
+            child = self._accepted_by_method.get(key)
+            if child is None:  # labels() costs a lock and a lookup: once per label set
+                child = self._accepted_by_method[key] = self.accepted.labels(*key)
             child.inc()
 
     def sent(self, command: Command, latency: float) -> None:

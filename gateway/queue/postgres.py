@@ -457,6 +457,10 @@ class PostgresQueue(Queue):
         async with self._connection() as conn:
             await pg_threads.shown(conn, thread_id, version, message_id, digest)
 
+    async def thread_message_gone(self, thread_id: str, message_id: int) -> None:
+        async with self._connection() as conn:
+            await pg_threads.gone(conn, thread_id, message_id)
+
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         async with self._connection() as conn:
             rows = await conn.fetch(
