@@ -31,13 +31,13 @@ what was free). The scheduler learns it from :meth:`FloodController.leaving`. Wh
 says the bot's Stars ran out (:meth:`FloodController.paid_refused`), the paid tier is off for
 ``paid_fallback_seconds`` and every send waits for the free tier again.
 
-When a send counts: the server counts it when the request *arrives*, somewhere between the
-request leaving (:meth:`FloodController.leaving`) and its answer (:meth:`FloodController.settle`).
-A send is counted from ``max(left, answered - margin)``: if the answer came within the margin
-of the request leaving, the arrival was too; if not, the arrival was at most the margin before
-the answer. Either way the count is never more than the margin earlier than the server's, which
-is what the margin is there for, and slow answers (an upload, a distant server) no longer
-stretch the windows by their whole latency.
+When a send counts: the server counts it when the request *arrives*, after we acquired its slot
+and before its answer. Once answered (:meth:`FloodController.settle`) a send is counted from
+``max(acquired, answered - margin)``: never more than the margin earlier than its arrival,
+which the margin (enforced on every window) makes up for, whatever the arrival was. So the
+windows stay exact against the server's arrival times, and answers that take longer than the
+margin (an upload, a busy event loop, a distant server) stretch a window only by their latency
+beyond the margin, no longer by all of it.
 
 Everything here is synchronous and takes its time from an injected clock; the scheduler calls
 :meth:`FloodController.try_acquire` for many chats per second, so the hot path creates no state
@@ -197,8 +197,6 @@ class FloodController:
         self._total = self._total_window(self._limits)
         #: acquired time → how many slots taken then are paid and have not left yet.
         self._paid_slots: dict[float, int] = {}
-        #: acquired time → when its request left (for `settle`).
-        self._left: dict[float, float] = {}
         self._paid_off_until = -math.inf
         #: Paid messages Telegram accepted, and the times it said the Stars ran out.
         self.paid_messages = 0
@@ -280,10 +278,8 @@ class FloodController:
     def leaving(self, acquired_at: float) -> bool:
         """The request of the slot acquired at ``acquired_at`` leaves now.
 
-        Returns whether it must carry ``allow_paid_broadcast`` (a paid slot). The time is kept
-        for :meth:`settle`.
+        Returns whether it must carry ``allow_paid_broadcast`` (a paid slot).
         """
-        self._left[acquired_at] = self._clock()
         paid = self._paid_slots.get(acquired_at, 0)
         if not paid:
             return False
@@ -332,15 +328,13 @@ class FloodController:
         return self._clock() < self._paid_off_until
 
     def settle(self, chat_id: ChatId, acquired_at: float) -> None:
-        """The send acquired at ``acquired_at`` was answered: count it from when the server
-        can have counted it, ``max(left, now - margin)`` (see the module docstring).
+        """The send acquired at ``acquired_at`` was answered: count it from
+        ``max(acquired_at, now - margin)`` (see the module docstring).
 
         Never earlier than the slot was acquired, so settling only ever makes a window
         stricter than the acquisition did.
         """
-        now = self._clock()
-        left = self._left.pop(acquired_at, None)
-        at = now if left is None else max(left, now - self._limits.margin_seconds, acquired_at)
+        at = max(acquired_at, self._clock() - self._limits.margin_seconds)
         windows = [self._global] if self._total is None else [self._global, self._total]
         state = self._chats.get(_chat_key(chat_id))
         if state is not None:
@@ -461,9 +455,8 @@ class FloodController:
             del self._chats[key]
         # Slots acquired but never sent (the lane emptied meanwhile) leave marks behind.
         horizon = now - self._longest_span
-        for marks in (self._paid_slots, self._left):
-            for at in [at for at in marks if at < horizon]:
-                del marks[at]
+        for at in [at for at in self._paid_slots if at < horizon]:
+            del self._paid_slots[at]
         return len(stale)
 
     def _compute_longest_span(self) -> float:

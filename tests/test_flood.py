@@ -497,15 +497,27 @@ def test_invalid_sliding_window_raises(count: int, window: float, margin: float)
         SlidingWindow(count, window, margin)
 
 
-def test_settle_counts_a_send_from_its_answer() -> None:
-    """A slow answer pushes the next send to the same chat back by its latency."""
+def test_settle_counts_a_send_from_its_answer_less_the_margin() -> None:
+    """A slow answer pushes the next send to the same chat back by its latency beyond the
+    margin: the server counted it on arrival, no later than the answer."""
     clock = FakeClock()
     flood = FloodController(FloodLimits(global_per_second=30, chat_per_second=1), clock)
     assert flood.try_acquire(7) == 0.0
     acquired = flood.last_acquired
     clock.advance(0.5)  # the answer comes half a second later
     flood.settle(7, acquired)
-    assert flood.ready_at(7) == pytest.approx(clock() + 1.02)
+    assert flood.ready_at(7) == pytest.approx(clock() - 0.02 + 1.02)
+
+
+def test_settle_within_the_margin_keeps_the_acquisition_time() -> None:
+    """An answer within the margin of the acquisition does not stretch the window at all."""
+    clock = FakeClock()
+    flood = FloodController(FloodLimits(global_per_second=30, chat_per_second=1), clock)
+    assert flood.try_acquire(7) == 0.0
+    acquired = flood.last_acquired
+    clock.advance(0.015)
+    flood.settle(7, acquired)
+    assert flood.ready_at(7) == pytest.approx(acquired + 1.02)
 
 
 def test_settle_keeps_the_global_window_ordered() -> None:
@@ -517,5 +529,6 @@ def test_settle_keeps_the_global_window_ordered() -> None:
     assert flood.try_acquire(2) == 0.0
     clock.advance(0.4)
     flood.settle(1, first)  # answered after the second send was made
-    # The window now holds 0.1 (second send) and 0.5 (first, settled): the oldest leaves at 1.12.
+    # The window now holds 0.1 (second send) and 0.48 (first, settled less the margin): the
+    # oldest leaves at 1.12.
     assert flood.ready_at(3) == pytest.approx(clock() - 0.4 + 1.02)
