@@ -170,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="postgresql://... (default: $GATEWAY_QUEUE_DSN, which keeps a password out of ps)",
     )
+    move.add_argument(
+        "--media",
+        default=None,
+        help="the [media] dir whose files the moved commands refer to (default: media/ next "
+        "to the --from file)",
+    )
     updates = sub.add_parser("updates", help="inspect webhook updates (dead letters)")
     update_actions = updates.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = update_actions.add_parser(
@@ -408,13 +414,15 @@ def _cmd_migrate_queue(args: argparse.Namespace) -> int:
     if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
         return _fail("--to (or GATEWAY_QUEUE_DSN) must be a postgresql://... URL")
     try:
-        moved = asyncio.run(migrate_queue(Path(args.source), dsn, time.time()))
+        media = Path(args.media) if args.media else None
+        moved = asyncio.run(migrate_queue(Path(args.source), dsn, time.time(), media))
     except GatewayError as exc:
         return _fail(str(exc))
     print(
         f"moved {moved.queued} queued command(s), {moved.questions} open question(s), "
         f"{moved.keys_only} delivered command(s) kept for their idempotency key and "
-        f"{moved.parts} sent part(s); {moved.skipped} already there. Start the gateway with "
+        f"{moved.parts} sent part(s), with {moved.files} file(s); {moved.skipped} already "
+        "there. Start the gateway with "
         '[queue] backend = "postgres" now.'
     )
     return 0

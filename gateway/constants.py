@@ -137,6 +137,10 @@ LEADER_TAKEOVER_PAUSE_SECONDS: Final = 1.0
 #: `GET /commands/{id}?wait=N` on every replica).
 PG_WORK_CHANNEL: Final = "gateway_work"
 PG_FINAL_CHANNEL: Final = "gateway_final"
+#: Files on PostgreSQL (gateway/queue/pg_media.py): bytes per chunk row, and the advisory lock
+#: held by the one replica collecting unreferenced files at a time.
+PG_MEDIA_CHUNK_BYTES: Final = 1024 * 1024
+PG_MEDIA_LOCK: Final = 0x7467_5F6D_6564_6961  # "tg_media"
 #: NOTIFY payloads must stay under 8000 bytes.
 PG_NOTIFY_PAYLOAD: Final = 7000
 
@@ -213,6 +217,8 @@ ALBUM_SIZE_RANGE: Final = (2, 10)
 PAYLOAD_PART: Final = "payload"
 ATTACH_PREFIX: Final = "attach://"
 DEFAULT_MEDIA_DIR: Final = "var/media"
+#: Name of the media directory beside the queue file (`gateway migrate-queue`'s default).
+MEDIA_DIR_NAME: Final = "media"
 #: How long a gateway fetch (`"fetch": true`) may take.
 DEFAULT_FETCH_TIMEOUT_SECONDS: Final = 30.0
 #: Bytes of uploads in flight to Telegram at once (beyond it, uploads wait their turn).

@@ -490,6 +490,11 @@ class PostgresQueue(Queue):
         for payload in payloads(items):
             await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
 
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """A pooled connection, for stores sharing the database (gateway/media/store_pg.py);
+        the database being unreachable becomes `StorageError`, as for the queue's own calls."""
+        return self._connection()
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         """A pooled connection; the database being unreachable becomes `StorageError`."""
