@@ -65,9 +65,7 @@ def create_app(
     app[keys.QUEUE] = queue or _make_queue(config)
     # On PostgreSQL the limit is shared: a client cannot multiply it by spreading requests.
     store = app[keys.QUEUE]
-    app[keys.RATE_LIMITER] = RateLimiter(
-        shared=store if isinstance(store, PostgresQueue) else None
-    )
+    app[keys.RATE_LIMITER] = RateLimiter(shared=store if isinstance(store, PostgresQueue) else None)
     app[keys.BOT] = create_bot(
         config.bot_token.reveal(), config.telegram.api_base, config.telegram.request_timeout
     )
@@ -78,11 +76,13 @@ def create_app(
             global_per_second=config.flood.global_per_second,
             chat_per_second=config.flood.chat_per_second,
             group_per_minute=config.flood.group_per_minute,
+            paid_per_second=config.flood.paid_per_second if config.flood.paid_broadcast else None,
         )
     )
     app[keys.FLOOD] = flood
     budget = RetryBudget(config.delivery.max_attempts, config.delivery.max_age)
     app[keys.METRICS] = Metrics()
+    app[keys.METRICS].watch_paid_broadcast(flood)
     app[keys.WORKER] = Worker(
         app[keys.QUEUE], app[keys.BOT], flood, budget, hooks=app[keys.METRICS]
     )

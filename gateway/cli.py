@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     box.add_argument("--global-per-second", type=float, default=c.TELEGRAM_GLOBAL_PER_SECOND)
     box.add_argument("--chat-per-second", type=float, default=c.TELEGRAM_CHAT_PER_SECOND)
     box.add_argument("--group-per-minute", type=int, default=c.TELEGRAM_GROUP_PER_MINUTE)
+    box.add_argument(
+        "--paid-per-second",
+        type=float,
+        default=c.TELEGRAM_PAID_PER_SECOND,
+        help="paid broadcast: with allow_paid_broadcast, sends up to this many per second "
+        f"(all sends counted; default {c.TELEGRAM_PAID_PER_SECOND}); 0: paid broadcast off",
+    )
     box.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     cert = sub.add_parser("gen-cert", help="generate a self-signed certificate for the webhook")
@@ -551,6 +558,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             global_per_second=args.global_per_second,
             chat_per_second=args.chat_per_second,
             group_per_minute=args.group_per_minute,
+            paid_per_second=args.paid_per_second,
         )
     except (TypeError, ValueError) as exc:
         return _fail(str(exc))

@@ -15,6 +15,7 @@ from gateway.errors import ConfigError
 if TYPE_CHECKING:
     from gateway.config import (
         DeliverySettings,
+        FloodSettings,
         MediaSettings,
         QueueSettings,
         ServerSettings,
@@ -38,6 +39,25 @@ def validate_queue(queue: QueueSettings) -> None:
         raise ConfigError(
             f"[queue] retention must be at least {c.MIN_RETENTION_SECONDS:g} second, "
             f"not {queue.retention:g}"
+        )
+
+
+def validate_flood(flood: FloodSettings) -> None:
+    for key in ("global_per_second", "chat_per_second", "group_per_minute"):
+        if not getattr(flood, key) > 0:
+            raise ConfigError(f"[flood] {key} must be positive, not {getattr(flood, key):g}")
+    # 1000/s is Telegram's paid-broadcast ceiling: above it every extra send would be a 429.
+    if not 1 <= flood.paid_per_second <= c.TELEGRAM_PAID_PER_SECOND:
+        raise ConfigError(
+            f"[flood] paid_per_second must be between 1 and {c.TELEGRAM_PAID_PER_SECOND} "
+            f"(Telegram's paid-broadcast ceiling), not {flood.paid_per_second:g}"
+        )
+    # The ceiling counts the free sends too: at or below the free rate nothing would be paid.
+    if flood.paid_broadcast and flood.paid_per_second <= flood.global_per_second:
+        raise ConfigError(
+            f"[flood] paid_per_second ({flood.paid_per_second:g}) must be above "
+            f"global_per_second ({flood.global_per_second:g}) with paid_broadcast on: it is "
+            "the ceiling of all sends, free ones included"
         )
 
 

@@ -34,6 +34,18 @@ HANDLED_UPDATE_TYPES: Final = ("message", "callback_query")
 TELEGRAM_GLOBAL_PER_SECOND: Final = 30
 TELEGRAM_CHAT_PER_SECOND: Final = 1
 TELEGRAM_GROUP_PER_MINUTE: Final = 20
+#: Paid broadcast (Bot API 7.11): up to 1000 messages/s with `allow_paid_broadcast`, 0.1 Star
+#: for each message sent with it (counted in tenths of a Star to stay exact).
+TELEGRAM_PAID_PER_SECOND: Final = 1000
+PAID_BROADCAST_PARAM: Final = "allow_paid_broadcast"
+PAID_STAR_TENTHS_PER_MESSAGE: Final = 1
+#: What Telegram answers a paid send when the bot's Stars balance is too low (the MTProto error
+#: name; the Bot API passes it on as `Bad Request: BALANCE_TOO_LOW`: our best reading, not seen
+#: from Telegram, see docs/sandbox.md).
+PAID_BALANCE_ERRORS: Final = ("BALANCE_TOO_LOW",)
+#: After Telegram said the Stars ran out, sends stay at the free rate this long, then paid
+#: sends are tried again (the balance may have been topped up).
+PAID_FALLBACK_SECONDS: Final = 600.0
 
 # --- Gateway defaults ---------------------------------------------------------------------------
 DEFAULT_CONFIG_PATH: Final = "config/gateway.toml"

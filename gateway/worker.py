@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from aiogram import Bot
 
 from gateway import constants as c
-from gateway import telegram
+from gateway import paidsend, telegram
 from gateway.commands import Command, Status
 from gateway.errors import StorageError
 from gateway.flood import FloodController
@@ -530,8 +530,10 @@ class Worker:
 
     async def _send(self, lane: str, method: str, params: dict[str, Any]) -> telegram.Outcome:
         """One Bot API call on a flood slot already acquired for `lane`."""
-        try:
-            return await telegram.call(self._bot, method, params)
+        try:  # paid broadcast's flag and fallback: gateway/paidsend.py
+            return await paidsend.call(
+                self._flood, self._bot, method, params, self._acquired.get(lane)
+            )
         finally:
             acquired = self._acquired.pop(lane, None)
             if acquired is not None:

@@ -236,8 +236,7 @@ async def postgres_check(config: Config) -> Check:
             version = int(await conn.fetchval(f"SELECT max(version) FROM {PG_VERSION_TABLE}") or 0)
             depth = int(
                 await conn.fetchval(
-                    f"SELECT count(*) FROM {COMMANDS_TABLE} "
-                    "WHERE status IN ('queued', 'sending')"
+                    f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE status IN ('queued', 'sending')"
                 )
             )
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
