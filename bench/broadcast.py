@@ -14,13 +14,16 @@ Each round starts a fresh sandbox and workspace and measures, side by side:
 
 Modes (the sandbox keeps Telegram's 1/s per chat and 20/min per group in all of them):
 
-- `raised` (default until paid broadcast is on main): the sandbox's global limit and the
+- `paid` (default): Telegram's paid broadcast — the sandbox at 30/s free and 1,000/s with
+  `allow_paid_broadcast` (`paid_per_second`), the gateway with `[flood] paid_broadcast = true`
+  and `paid_per_second = 1000` (the flag only on sends above the free 30/s);
+- `raised`: paid broadcast off, the sandbox's global limit and the
   gateway's `[flood] global_per_second` both at 1,000/s — the paid ceiling, without the flag;
 - `lifted`: both at 100,000/s, so the machine bounds the rate (the CPU-per-send comparison).
 
 Medians over `--rounds`; the load average next to every figure.
 
-    .venv/bin/python bench/broadcast.py [--mode raised|lifted] [--rounds 3]
+    .venv/bin/python bench/broadcast.py [--mode paid|raised|lifted] [--rounds 3]
         [--chats 10000] [--messages 20000] [--profile DIR]  (py-spy on the delivery phase)
 """
 
@@ -61,8 +64,21 @@ from delivery import check_order, enqueue_all
 #: machine its /healthz may take longer than the default 30 s to answer the first time.
 common.STARTUP_TIMEOUT_SECONDS = 120.0
 
-#: Mode → (the sandbox's global limit, the gateway's [flood] global_per_second).
-MODES = {"raised": (1000.0, 1000.0), "lifted": (100000.0, 100000.0)}
+#: Mode → (the sandbox's limits, the gateway's [flood] settings).
+MODES: dict[str, tuple[dict[str, float], dict[str, str]]] = {
+    "paid": (
+        {"global_per_second": 30, "paid_per_second": 1000},
+        {"GATEWAY_FLOOD_PAID_BROADCAST": "true", "GATEWAY_FLOOD_PAID_PER_SECOND": "1000"},
+    ),
+    "raised": (
+        {"global_per_second": 1000, "paid_per_second": 0},
+        {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": "1000"},
+    ),
+    "lifted": (
+        {"global_per_second": 100000, "paid_per_second": 0},
+        {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": "100000"},
+    ),
+}
 TARGET_RATE = 1000.0
 BARE_CONNECTIONS = 64  # the gateway's MAX_IN_FLIGHT
 BARE_CHAT_BASE = 1_000_000
@@ -76,8 +92,11 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-async def set_global_limit(control: aiohttp.ClientSession, sandbox: Service, rate: float) -> None:
-    async with control.put(f"{sandbox.url}/sandbox/limits", json={"global_per_second": rate}) as r:
+async def set_limits(
+    control: aiohttp.ClientSession, sandbox: Service, limits: dict[str, float]
+) -> None:
+    """`PUT /sandbox/limits`."""
+    async with control.put(f"{sandbox.url}/sandbox/limits", json=limits) as r:
         if r.status != 200:
             raise RuntimeError(f"PUT /sandbox/limits: {r.status} {await r.text()}")
 
@@ -137,7 +156,7 @@ async def gateway_round(
     round_no: int,
 ) -> dict[str, Any]:
     """Enqueue with delivery held back, then restart the gateway and time the backlog."""
-    sandbox_rate, gateway_rate = MODES[args.mode]
+    sandbox_limits, gateway_flood = MODES[args.mode]
     held = {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": str(HELD_BACK_RATE)}
     await sandbox_json(control, sandbox.url, "DELETE", "stats")  # the bare client's sends
     async with (
@@ -148,8 +167,8 @@ async def gateway_round(
     before = await sandbox_json(control, sandbox.url, "GET", "stats")
     expected = args.messages - int(before["total_sends"])
     await sandbox_json(control, sandbox.url, "DELETE", "stats")
-    await set_global_limit(control, sandbox, sandbox_rate)
-    flood = {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": f"{gateway_rate:g}"}
+    await set_limits(control, sandbox, sandbox_limits)
+    flood = gateway_flood
     async with (
         https_session(ws, 32) as http,
         gateway_process(ws, sandbox.url, http, flood) as gw,
@@ -180,6 +199,7 @@ async def gateway_round(
         "commands_sent_metric": counters.get("gateway_commands_sent_total", 0),
         "commands_failed_metric": counters.get("gateway_commands_failed_total", 0),
         "sandbox_429": stats["too_many_requests"],
+        "sandbox_paid_sends": stats.get("paid_sends", 0),
         "max_global_per_second": stats["max_global_per_second"],
         "max_chat_per_second": stats["max_chat_per_second"],
         "loadavg": load,
@@ -203,11 +223,12 @@ async def one_round(args: argparse.Namespace, round_no: int) -> dict[str, Any]:
     """A fresh sandbox and workspace: the bare client, then the gateway."""
     with temp_root() as root:
         ws = make_workspace(root / "ws-gateway")
-        limits = (MODES["lifted"][0], 1.0, 20)
+        limits = (MODES["lifted"][0]["global_per_second"], 1.0, 20)
         async with plain_session() as control, sandbox_process(root, control, limits) as sandbox:
             await create_chats(control, sandbox.url, range(1, args.chats + 1))
             bare_chats = range(BARE_CHAT_BASE + 1, BARE_CHAT_BASE + args.chats + 1)
             await create_chats(control, sandbox.url, bare_chats)
+            await set_limits(control, sandbox, MODES["lifted"][0])  # paid broadcast off
             load = loadavg()
             bare_result = {**await bare(sandbox, ws, args.chats, args.messages), "loadavg": load}
             gateway = await gateway_round(args, ws, control, sandbox, round_no)
@@ -238,9 +259,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "settings": {
             "mode": args.mode,
-            "limits": dict(
-                zip(("sandbox_global", "gateway_global"), MODES[args.mode], strict=True)
-            ),
+            "sandbox_limits": MODES[args.mode][0],
+            "gateway_flood": MODES[args.mode][1],
             "chats": args.chats,
             "messages": args.messages,
             "rounds": args.rounds,
@@ -262,7 +282,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES), default="raised")
+    parser.add_argument("--mode", choices=sorted(MODES), default="paid")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chats", type=int, default=10000)
     parser.add_argument("--messages", type=int, default=20000)

@@ -16,7 +16,7 @@ from typing import Any
 from aiogram import Bot
 
 from gateway import constants as c
-from gateway import telegram
+from gateway import paidsend, telegram
 from gateway.commands import Command
 from gateway.delivery.hooks import Deferred, ServiceExecutor, flood_key
 from gateway.delivery.parts import long_text_parts_off_loop, part_params
@@ -190,8 +190,10 @@ class Sender:
 
     async def send(self, lane: str, method: str, params: dict[str, Any]) -> telegram.Outcome:
         """One Bot API call on a flood slot already acquired for `lane`."""
-        try:
-            return await telegram.call(self._bot, method, params)
+        try:  # paid broadcast's flag and fallback: gateway/paidsend.py
+            return await paidsend.call(
+                self._flood, self._bot, method, params, self.acquired.get(lane)
+            )
         finally:
             acquired = self.acquired.pop(lane, None)
             if acquired is not None:

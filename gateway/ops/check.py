@@ -76,6 +76,9 @@ async def run_checks(path: str | None, env: Mapping[str, str]) -> list[Check]:
     else:
         checks.append(database_check(config))
     checks.append(clients_check(config))
+    from gateway.ops.inletcheck import inlet_checks  # it builds on Check, defined here
+
+    checks += await inlet_checks(config)
     return checks
 
 
