@@ -22,6 +22,12 @@ class Deferred(Protocol):
     async def delivered(self, command: Command, method: str, result: Any) -> None:
         """The call `resolve` gave was delivered with `result`."""
 
+    async def replace(
+        self, command: Command, method: str, params: dict[str, Any], failure: telegram.Failure
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The call `resolve` gave failed for good: the call to make instead (an edit of a
+        message deleted in the chat becomes a new message), or None."""
+
 
 class DeliveryHooks:
     """Observers of what the worker does (metrics, status waiters). All no-ops here."""

@@ -54,6 +54,11 @@ class Sender:
         #: Executes calls to internal services (dispatches, callbacks).
         self.services: ServiceExecutor | None = None
 
+    def forget(self) -> None:
+        """Drop every lane's slot bookkeeping (the worker stopped)."""
+        self.acquired.clear()
+        self.album_wait.clear()
+
     def key(self, lane: str) -> int | str:
         """The flood-control key of `lane` (its chat, or the supergroup it moved to)."""
         return flood_key(self.migrated.get(lane, lane))
@@ -170,6 +175,12 @@ class Sender:
         if lane in self.migrated:
             params = {**params, "chat_id": self.migrated[lane]}
         outcome = await self.send(lane, method, params)
+        if isinstance(outcome, telegram.Failure) and not outcome.retryable:
+            instead = await self.deferred.replace(command, method, params, outcome)
+            if instead is not None:
+                method, params = instead
+                await self._acquire(lane)
+                outcome = await self.send(lane, method, params)
         if isinstance(outcome, telegram.Delivered):
             await self.deferred.delivered(command, method, outcome.result)
         return outcome
