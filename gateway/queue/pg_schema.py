@@ -19,7 +19,7 @@ import asyncpg
 
 from gateway import constants as c
 from gateway.errors import StartupError
-from gateway.queue import pg_threads
+from gateway.queue import pg_recent, pg_threads
 from gateway.queue.schema import (
     COMMANDS_TABLE,
     FAILED_UPDATES_TABLE,
@@ -120,6 +120,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     ),
     # Inlets: the message each alert group (or storm) is shown in (gateway/queue/threads.py).
     2: pg_threads.MIGRATION,
+    # What a new leader reads to keep its predecessor's flood limits (gateway/cluster/recent.py).
+    3: pg_recent.MIGRATION,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

@@ -31,7 +31,7 @@ import asyncpg
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import StartupError, StorageError
-from gateway.queue import pg_shared, pg_threads
+from gateway.queue import pg_recent, pg_shared, pg_threads
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.pg_rows import Conn, command_of, count, insert, payloads, with_parts
 from gateway.queue.pg_schema import LEADERSHIP_TABLE, migrate
@@ -480,6 +480,11 @@ class PostgresQueue(Queue):
     async def save_migrated_chat(self, lane: str, chat_id: int) -> None:
         async with self._connection() as conn:
             await pg_shared.save_migrated_chat(conn, lane, chat_id)
+
+    async def recent_sends(self, since: float) -> list[pg_recent.RecentSend]:
+        """What any replica sent to Telegram after `since` (Unix time), oldest first."""
+        async with self._connection() as conn:
+            return await pg_recent.recent_sends(conn, since)
 
     # --- the connection -----------------------------------------------------------------------
 
