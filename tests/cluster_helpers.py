@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ import aiohttp
 
 from gateway.certs import client_ssl_context, write_certificate
 from tests.conftest import Sandbox, Workspace, free_loopback_address, terminate
+
+#: How long a replica may take to answer /healthz after it is started.
+READY_SECONDS = 120.0
 
 
 @dataclass
@@ -131,8 +135,10 @@ async def started(
 
 
 async def wait_ready(replica: Replica, http: aiohttp.ClientSession) -> None:
+    """Wait for /healthz: up to 120 s (a busy 2-core machine takes 15 s to import the package)."""
     assert replica.proc is not None
-    for _ in range(300):
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
         if replica.proc.poll() is not None:
             raise AssertionError(f"{replica.name} exited: {replica.log.read_text()[-2000:]}")
         if await health(http, replica) is not None:
@@ -160,11 +166,27 @@ class Cluster:
         configure: Callable[[Replica], None] | None = None,
     ) -> Replica:
         """Start one more replica (r0 first: the later ones copy its secrets)."""
-        replica = make_replica(
-            self.workspace, f"r{len(self.replicas)}", [r.host for r in self.replicas]
-        )
+        replica = self.add(configure)
+        await self.launch(replica, env, dsn, ready)
+        return replica
+
+    def add(self, configure: Callable[[Replica], None] | None = None) -> Replica:
+        """One more replica's directory (a copy of the workspace's config as it is now)."""
+        taken = [r.host for r in self.replicas]
+        replica = make_replica(self.workspace, f"r{len(self.replicas)}", taken)
         if configure is not None:
             configure(replica)
+        self.replicas.append(replica)
+        return replica
+
+    async def launch(
+        self,
+        replica: Replica,
+        env: dict[str, str] | None = None,
+        dsn: str = "",
+        ready: bool = True,
+    ) -> None:
+        """Start `replica`'s process (with `ready`, wait for its /healthz)."""
         if replica.tls:
             cert = (replica.root / "certs/certificate.pem").read_bytes()
             connector = aiohttp.TCPConnector(ssl=client_ssl_context(cert))
@@ -181,8 +203,6 @@ class Cluster:
         await self.stack.enter_async_context(
             started(replica, self.sandbox, dsn or self.dsn, session, env, ready)
         )
-        self.replicas.append(replica)
-        return replica
 
     def alive(self) -> list[Replica]:
         return [r for r in self.replicas if r.alive()]
@@ -197,7 +217,7 @@ class Cluster:
                 return replica
         return None
 
-    async def wait_for_leader(self, tries: int = 200, but: Replica | None = None) -> Replica:
+    async def wait_for_leader(self, tries: int = 400, but: Replica | None = None) -> Replica:
         for _ in range(tries):
             leader = await self.leader()
             if leader is not None and leader is not but:
@@ -220,7 +240,7 @@ class Cluster:
             return 0, None, None
 
     async def final_statuses(self, ids: list[str]) -> dict[str, str]:
-        """Each command's status once final (waiting up to 30 s each), asked of live replicas."""
+        """Each command's final status (waiting up to 150 s each), asked of live replicas."""
         found: dict[str, str] = {}
         for command_id in ids:
             for _ in range(5):
@@ -233,7 +253,8 @@ class Cluster:
                     ) as resp:
                         if resp.status == 200:
                             found[command_id] = (await resp.json())["status"]
-                            break
+                            if found[command_id] not in ("queued", "sending"):
+                                break
                 except (aiohttp.ClientError, TimeoutError):
                     pass
                 await asyncio.sleep(0.5)

@@ -31,7 +31,7 @@ from tests.test_proxy import NGINX, ROOT, run_nginx
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(600),
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/test.sh does)"),
 ]
 
