@@ -239,12 +239,14 @@ class Cluster:
         except (aiohttp.ClientError, TimeoutError):
             return 0, None, None
 
-    async def final_statuses(self, ids: list[str]) -> dict[str, str]:
+    async def final_statuses(
+        self, ids: list[str], via: list[Replica] | None = None
+    ) -> dict[str, str]:
         """Each command's final status (waiting up to 150 s each), asked of live replicas."""
         found: dict[str, str] = {}
         for command_id in ids:
             for _ in range(5):
-                replica = self.alive()[0]
+                replica = next(r for r in via or self.replicas if r.alive())
                 url = f"{replica.base}/commands/{command_id}"
                 wait = aiohttp.ClientTimeout(total=40)
                 try:

@@ -187,7 +187,7 @@ async def test_a_leader_cut_off_from_postgres_stops_before_another_leads(
                     raise AssertionError("no replica took over")
 
                 (cut_at, seen_at), _ = await asyncio.gather(cut(), stream.run(total))
-                finals = await cluster.final_statuses(list(stream.accepted.values()))
+                finals = await cluster.final_statuses(list(stream.accepted.values()), others)
                 twice = await stream.sent_twice(sandbox)
                 conn = await asyncpg.connect(pg_dsn)
                 try:

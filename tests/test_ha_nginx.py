@@ -189,3 +189,11 @@ async def test_nginx_in_front_of_three_replicas_hides_a_leader_kill(
     assert set(seen) <= {200, 202} | RETRYABLE, report
     assert len(answers) >= SAYS, report  # every /help the user sent was answered
     assert report["sent_twice"] <= CHATS, report  # at most one in flight per chat
+
+
+def test_readme_carries_the_tested_upstream_block() -> None:
+    readme = (ROOT / "README.md").read_text()
+    site = (ROOT / "deploy/nginx-ha.conf").read_text()
+    upstream = site[site.index("upstream telegram_gateway {") : site.index("}") + 1]
+    assert upstream in readme
+    assert "deploy/nginx-ha.conf" in readme

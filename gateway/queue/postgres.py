@@ -108,6 +108,15 @@ class PostgresQueue(Queue):
                 max_size=self._pool_size,
                 timeout=c.PG_CONNECT_TIMEOUT,
                 command_timeout=c.PG_COMMAND_TIMEOUT,
+                server_settings={
+                    "idle_in_transaction_session_timeout": str(
+                        c.PG_IDLE_IN_TRANSACTION_SECONDS * 1000
+                    ),
+                    # The server notices a replica that vanished mid-statement, too.
+                    "tcp_keepalives_idle": str(c.LEADER_KEEPALIVE_IDLE),
+                    "tcp_keepalives_interval": str(c.LEADER_KEEPALIVE_INTERVAL),
+                    "tcp_keepalives_count": str(c.LEADER_KEEPALIVE_COUNT),
+                },
             )
         except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise StartupError(f"cannot open the queue database {self.where}: {exc}") from None
@@ -508,6 +517,11 @@ class PostgresQueue(Queue):
         except asyncpg.InterfaceError as exc:
             if "closed" not in str(exc):
                 raise
+            raise self._unavailable(exc) from exc
+        except asyncpg.exceptions.InternalClientError as exc:
+            # A connection the server dropped in the middle of an operation is left in a state
+            # asyncpg refuses to use ("another operation is in progress"), seen while
+            # PostgreSQL shuts down; the pool discards it. An outage, not a bug: 503.
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: BaseException) -> StorageError:
