@@ -249,6 +249,11 @@ class Worker:
                     extra=log_fields(command),
                 )
         self._commands.clear()
+        # A replica's worker runs again when it leads again: no lane may stay held by a send
+        # of this run (a task cancelled here never reaches its own clean-up).
+        self._in_flight.clear()
+        self._unsaved.clear()
+        self._acquired.clear()
         logger.info(
             "worker stopped: %d in-flight send(s) finished, %d put back in the queue",
             len(tasks) - put_back,
