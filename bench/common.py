@@ -234,9 +234,14 @@ async def sandbox_process(
 
 @asynccontextmanager
 async def gateway_process(
-    ws: Workspace, sandbox_url: str, http: aiohttp.ClientSession, env: dict[str, str] | None = None
+    ws: Workspace,
+    sandbox_url: str,
+    http: aiohttp.ClientSession,
+    env: dict[str, str] | None = None,
+    log_level: str = "warning",
 ) -> AsyncIterator[Service]:
-    """`python -m gateway run` in the workspace with the durable SQLite queue."""
+    """`python -m gateway run` in the workspace with the durable SQLite queue (`log_level`
+    "info", the gateway's default, writes an access log line per request)."""
     settings = {
         "GATEWAY_SERVER_HOST": ws.host,
         "GATEWAY_SERVER_PUBLIC_URL": ws.gateway_url,
@@ -244,7 +249,7 @@ async def gateway_process(
         "GATEWAY_QUEUE_BACKEND": "sqlite",
         **(env or {}),
     }
-    argv = [PYTHON, "-m", "gateway", "run", "--log-level", "warning"]
+    argv = [PYTHON, "-m", "gateway", "run", "--log-level", log_level]
     async with running(
         "gateway", argv, ws.root, clean_env(settings), ws.gateway_url, "/healthz", http
     ) as service:

@@ -255,7 +255,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             gw_http = await stack.enter_async_context(https_session(ws, args.concurrency))
             ag_http = await stack.enter_async_context(https_session(ag_ws, args.concurrency))
             sandbox = await stack.enter_async_context(sandbox_process(root, control))
-            gw = await stack.enter_async_context(gateway_process(ws, sandbox.url, gw_http))
+            gw = await stack.enter_async_context(
+                gateway_process(ws, sandbox.url, gw_http, log_level=args.gateway_log_level)
+            )
             secret_file = ws.root / "config" / "secrets" / "webhook_secret.txt"
             secret = secret_file.read_text().strip()
             ag = await stack.enter_async_context(aiogram_process(ag_ws, secret_file, ag_http))
@@ -298,6 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "seconds": args.seconds,
             "warmup": args.warmup,
             "concurrency": args.concurrency,
+            "gateway_log_level": args.gateway_log_level,
             "client": "wrk -t1" if args.client == "wrk" else "aiohttp (this process)",
             "gateway_paused_during_aiogram_rounds": True,
             "aiogram": "SimpleRequestHandler(handle_in_background=False)",
@@ -317,6 +320,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--gateway-log-level",
+        choices=["warning", "info"],
+        default="warning",
+        help="the gateway's --log-level (info, its default, adds the access log)",
+    )
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument(
         "--client",
