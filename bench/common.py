@@ -40,6 +40,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 PYTHON = sys.executable
+GATEWAY_ARGV = [PYTHON, "-m", "gateway", "run", "--log-level", "warning"]
 T = TypeVar("T")
 
 BOT_ID = 4242
@@ -242,6 +243,24 @@ async def gateway_process(
 ) -> AsyncIterator[Service]:
     """`python -m gateway run` in the workspace with the durable SQLite queue (`log_level`
     "info", the gateway's default, writes an access log line per request)."""
+    argv = [*GATEWAY_ARGV[:-1], log_level]
+    async with running(
+        "gateway",
+        argv,
+        ws.root,
+        gateway_env(ws, sandbox_url, env),
+        ws.gateway_url,
+        "/healthz",
+        http,
+    ) as service:
+        yield service
+
+
+def gateway_env(
+    ws: Workspace, sandbox_url: str, env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a gateway in `ws` talking to the sandbox: the SQLite queue unless
+    `env` says otherwise."""
     settings = {
         "GATEWAY_SERVER_HOST": ws.host,
         "GATEWAY_SERVER_PUBLIC_URL": ws.gateway_url,
@@ -249,11 +268,7 @@ async def gateway_process(
         "GATEWAY_QUEUE_BACKEND": "sqlite",
         **(env or {}),
     }
-    argv = [PYTHON, "-m", "gateway", "run", "--log-level", log_level]
-    async with running(
-        "gateway", argv, ws.root, clean_env(settings), ws.gateway_url, "/healthz", http
-    ) as service:
-        yield service
+    return clean_env(settings)
 
 
 # --- clients ------------------------------------------------------------------------------------

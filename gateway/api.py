@@ -208,6 +208,8 @@ async def healthz(request: web.Request) -> web.Response:
     paused = app[keys.FLOOD].paused_for()
     if paused > 0:
         held_up.append(f"Telegram paused sending to every chat for {math.ceil(paused)}s more")
+    if app[keys.FLOOD].paid_fallen_back:
+        held_up.append("paid broadcast unavailable (the bot's Stars ran out): free rate only")
     if held:
         held_up.append(
             f"{held} chat(s) held up: their oldest message has waited over "

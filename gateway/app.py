@@ -27,7 +27,9 @@ from gateway.inbound import build_dispatcher
 from gateway.inlets import receiver as inlets
 from gateway.listener import connection_guard
 from gateway.media.service import MediaService
-from gateway.media.store import DiskMediaStore
+from gateway.media.store import MediaStore
+from gateway.media.store_disk import DiskMediaStore
+from gateway.media.store_pg import PgMediaStore
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.questions import Questions
@@ -63,9 +65,7 @@ def create_app(
     app[keys.QUEUE] = queue or _make_queue(config)
     # On PostgreSQL the limit is shared: a client cannot multiply it by spreading requests.
     store = app[keys.QUEUE]
-    app[keys.RATE_LIMITER] = RateLimiter(
-        shared=store if isinstance(store, PostgresQueue) else None
-    )
+    app[keys.RATE_LIMITER] = RateLimiter(shared=store if isinstance(store, PostgresQueue) else None)
     app[keys.BOT] = create_bot(
         config.bot_token.reveal(), config.telegram.api_base, config.telegram.request_timeout
     )
@@ -76,17 +76,19 @@ def create_app(
             global_per_second=config.flood.global_per_second,
             chat_per_second=config.flood.chat_per_second,
             group_per_minute=config.flood.group_per_minute,
+            paid_per_second=config.flood.paid_per_second if config.flood.paid_broadcast else None,
         )
     )
     app[keys.FLOOD] = flood
     budget = RetryBudget(config.delivery.max_attempts, config.delivery.max_age)
     app[keys.METRICS] = Metrics()
+    app[keys.METRICS].watch_paid_broadcast(flood)
     app[keys.WORKER] = Worker(
         app[keys.QUEUE], app[keys.BOT], flood, budget, hooks=app[keys.METRICS]
     )
     app[keys.OUTBOX] = Outbox(app[keys.QUEUE], app[keys.WORKER])
     app[keys.MEDIA] = MediaService(
-        DiskMediaStore(config.media_dir), config.media, app[keys.METRICS].registry
+        _media_store(config, app[keys.QUEUE]), config.media, app[keys.METRICS].registry
     )
     app[keys.WORKER].use_media(app[keys.MEDIA])
     services = ServiceCaller(
@@ -145,6 +147,14 @@ def _make_queue(config: Config) -> Queue:
     if config.queue.backend == "postgres":
         return PostgresQueue(config.queue_dsn.reveal())
     return SqliteQueue(config.queue_path)
+
+
+def _media_store(config: Config, queue: Queue) -> MediaStore:
+    """Files where every replica that may send them can read them: in PostgreSQL when the
+    queue is there, else in `[media] dir` on this machine's disk."""
+    if isinstance(queue, PostgresQueue):
+        return PgMediaStore(queue)
+    return DiskMediaStore(config.media_dir)
 
 
 async def _api_clients(app: web.Application) -> AsyncIterator[None]:

@@ -26,10 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.certargs import add_gen_cert_arguments
 from gateway.constants import (
     CERTIFICATE_FILENAME,
     DEFAULT_CERT_DAYS,
-    DEFAULT_CERT_DIR,
+    MAX_CERT_DAYS,
     PRIVATE_KEY_FILENAME,
 )
 from gateway.errors import CertificateError
@@ -37,7 +38,6 @@ from gateway.errors import CertificateError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 RSA_KEY_SIZE = 2048
-MAX_CERT_DAYS = 36500
 #: TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 suites keep OpenSSL's defaults.
 TLS12_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -432,41 +432,6 @@ def client_ssl_context(cert_pem: bytes) -> ssl.SSLContext:
 
 
 # --- Command line -------------------------------------------------------------------------------
-
-
-def _days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
-    if not 1 <= value <= MAX_CERT_DAYS:
-        raise argparse.ArgumentTypeError(f"use 1 to {MAX_CERT_DAYS} days, not {value}")
-    return value
-
-
-def add_gen_cert_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``gen-cert`` options to ``parser`` (a standalone parser or a subcommand's)."""
-    parser.add_argument(
-        "--host",
-        required=True,
-        metavar="HOST_OR_IP",
-        help="public DNS name or IP address Telegram will call (Telegram uses IPv4 only)",
-    )
-    parser.add_argument(
-        "--days",
-        type=_days,
-        default=DEFAULT_CERT_DAYS,
-        help=f"validity in days (default {DEFAULT_CERT_DAYS})",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(DEFAULT_CERT_DIR),
-        metavar="DIR",
-        help=f"directory for {CERTIFICATE_FILENAME} and {PRIVATE_KEY_FILENAME} "
-        f"(default {DEFAULT_CERT_DIR}/)",
-    )
-    parser.add_argument("--force", action="store_true", help="overwrite existing files")
 
 
 def run_gen_cert(args: argparse.Namespace) -> int:

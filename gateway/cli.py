@@ -6,52 +6,32 @@ User mistakes end with one `error: ...` line on stderr and exit status 2; no tra
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import dataclasses
-import gc
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from gateway import constants as c
-from gateway import keys, redact
-from gateway.certs import add_gen_cert_arguments, run_gen_cert
-from gateway.clients import (
-    ApiClient,
-    add_client,
-    hash_token,
-    new_token,
-    parse_rate,
-    read_clients,
-    revoke_client,
-)
-from gateway.config import Config, clients_file_of, load_config, path_setting
-from gateway.demo import demo_service
+from gateway.certargs import add_gen_cert_arguments
 from gateway.errors import ConfigError, GatewayError
-from gateway.guards import callback_key
-from gateway.listener import raise_open_file_limit
-from gateway.ops.backup import backup_database
-from gateway.ops.check import run_checks
-from gateway.ops.firstrun import make_missing_certificate
-from gateway.ops.logformat import FORMATS, make_formatter
-from gateway.ops.migrate import migrate_queue
-from gateway.queue.base import FailedUpdate
-from gateway.queue.deadletters import read_failed_updates
-from gateway.queue.postgres import PostgresQueue
-from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
-from gateway.secretfiles import read_or_create_secret
-from gateway.server import sandbox, serve, with_api_base
+from gateway.ops.logformat import FORMATS
+
+# Each command imports what it needs when it runs: the ones that do not talk to Telegram
+# (`--help`, `token`, `gen-cert`, `backup`) never load aiogram, aiohttp, asyncpg or jinja2,
+# which took seconds (aiogram's models alone) before any of them could start.
+if TYPE_CHECKING:
+    import asyncio
+
+    from aiohttp import web
+
+    from gateway.clients import ApiClient
+    from gateway.config import Config
+    from gateway.queue.base import FailedUpdate
 
 logger = logging.getLogger("gateway")
 
@@ -69,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "run": _cmd_run,
         "sandbox": _cmd_sandbox,
-        "gen-cert": run_gen_cert,
+        "gen-cert": _cmd_gen_cert,
         "token": _cmd_token,
         "updates": _cmd_updates,
         "backup": _cmd_backup,
@@ -105,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     box.add_argument("--global-per-second", type=float, default=c.TELEGRAM_GLOBAL_PER_SECOND)
     box.add_argument("--chat-per-second", type=float, default=c.TELEGRAM_CHAT_PER_SECOND)
     box.add_argument("--group-per-minute", type=int, default=c.TELEGRAM_GROUP_PER_MINUTE)
+    box.add_argument(
+        "--paid-per-second",
+        type=float,
+        default=c.TELEGRAM_PAID_PER_SECOND,
+        help="paid broadcast: with allow_paid_broadcast, sends up to this many per second "
+        f"(all sends counted; default {c.TELEGRAM_PAID_PER_SECOND}); 0: paid broadcast off",
+    )
     box.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     cert = sub.add_parser("gen-cert", help="generate a self-signed certificate for the webhook")
@@ -163,6 +150,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="postgresql://... (default: $GATEWAY_QUEUE_DSN, which keeps a password out of ps)",
     )
+    move.add_argument(
+        "--media",
+        default=None,
+        help="the [media] dir whose files the moved commands refer to (default: media/ next "
+        "to the --from file)",
+    )
     updates = sub.add_parser("updates", help="inspect webhook updates (dead letters)")
     update_actions = updates.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = update_actions.add_parser(
@@ -181,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def setup_logging(level: str, secrets: Sequence[str] = (), log_format: str = "text") -> None:
     """Log lines (plain or JSON) on stderr, with bot tokens and the given secrets scrubbed."""
+    from gateway import redact
+    from gateway.ops.logformat import make_formatter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
@@ -193,6 +189,12 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway import redact
+    from gateway.config import load_config
+    from gateway.ops.firstrun import make_missing_certificate
+
     setup_logging(args.log_level, log_format=args.log_format)
     try:
         config = load_config(args.config, os.environ)
@@ -210,6 +212,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(config: Config) -> None:
+    import dataclasses
+
+    from gateway.clients import ApiClient, hash_token, new_token
+    from gateway.demo import demo_service
+    from gateway.listener import raise_open_file_limit
+    from gateway.server import sandbox, serve, with_api_base
+
     stop = _stop_event()
     raise_open_file_limit()  # room for max_connections and for the reserve kept beside them
     if not config.sandbox_mode:
@@ -240,11 +249,18 @@ async def _run(config: Config) -> None:
 def _freeze_startup_objects() -> None:
     """What start-up built (aiogram's models above all) lives as long as the process: keep its
     ~200,000 objects out of the garbage collector's full passes (each took ~0.1 s of CPU)."""
+    import gc
+
     gc.collect()
     gc.freeze()
 
 
 def _reload_clients_on_sighup(app: web.Application) -> None:
+    import asyncio
+    import signal
+
+    from gateway import keys
+
     registry = app[keys.CLIENTS]
     with contextlib.suppress(NotImplementedError):
         asyncio.get_running_loop().add_signal_handler(
@@ -253,6 +269,9 @@ def _reload_clients_on_sighup(app: web.Application) -> None:
 
 
 def _stop_event() -> asyncio.Event:
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -268,6 +287,8 @@ async def _demo_user_starts_bot(base: str, user_id: int) -> None:
 
 async def _sandbox_post(base: str, path: str, body: dict[str, object]) -> None:
     """Play the user's side through the sandbox's control API, as the sandbox's own bot."""
+    import aiohttp
+
     body = {**body, "bot_id": int(c.SANDBOX_TOKEN.partition(":")[0])}
     async with (
         aiohttp.ClientSession() as session,
@@ -331,6 +352,9 @@ def _display_path(path: Path) -> str:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
+    from gateway.clients import add_client, parse_rate, read_clients, revoke_client
+    from gateway.config import clients_file_of
+
     try:
         path = Path(args.file) if args.file else clients_file_of(args.config, os.environ)
         if args.action == "add":
@@ -372,6 +396,11 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_updates(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.config import load_config
+    from gateway.queue.deadletters import read_failed_updates
+
     try:
         config = load_config(args.config, os.environ)
         if config.queue.backend == "memory":
@@ -397,23 +426,32 @@ def _cmd_updates(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate_queue(args: argparse.Namespace) -> int:
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from gateway.ops.migrate import migrate_queue
+
     dsn = args.target or os.environ.get("GATEWAY_QUEUE_DSN", "")
     if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
         return _fail("--to (or GATEWAY_QUEUE_DSN) must be a postgresql://... URL")
     try:
-        moved = asyncio.run(migrate_queue(Path(args.source), dsn, time.time()))
+        media = Path(args.media) if args.media else None
+        moved = asyncio.run(migrate_queue(Path(args.source), dsn, time.time(), media))
     except GatewayError as exc:
         return _fail(str(exc))
     print(
         f"moved {moved.queued} queued command(s), {moved.questions} open question(s), "
         f"{moved.keys_only} delivered command(s) kept for their idempotency key and "
-        f"{moved.parts} sent part(s); {moved.skipped} already there. Start the gateway with "
+        f"{moved.parts} sent part(s), with {moved.files} file(s); {moved.skipped} already "
+        "there. Start the gateway with "
         '[queue] backend = "postgres" now.'
     )
     return 0
 
 
 async def _postgres_failed_updates(dsn: str, limit: int) -> list[FailedUpdate]:
+    from gateway.queue.postgres import PostgresQueue
+
     queue = PostgresQueue(dsn, pool_size=1)
     await queue.open()
     try:
@@ -439,6 +477,10 @@ def _dead_letter_json(update: FailedUpdate) -> dict[str, Any]:
 
 def _callback_key(args: argparse.Namespace) -> str:
     """The client's callback key, derived from the callback secret (created if missing)."""
+    from gateway.config import path_setting
+    from gateway.guards import callback_key
+    from gateway.secretfiles import read_or_create_secret
+
     path = (
         Path(args.callback_secret_file)
         if args.callback_secret_file
@@ -449,6 +491,10 @@ def _callback_key(args: argparse.Namespace) -> str:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.ops.check import run_checks
+
     checks = asyncio.run(run_checks(args.config, os.environ))
     failed = any(check.status == "fail" for check in checks)
     if args.json:
@@ -461,6 +507,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
+    from gateway.config import path_setting
+    from gateway.ops.backup import backup_database
+
     try:
         source = path_setting(args.config, os.environ, "queue", "path")
         info = backup_database(source, Path(args.path))
@@ -492,13 +541,24 @@ def _describe_client(client: ApiClient) -> str:
     )
 
 
+def _cmd_gen_cert(args: argparse.Namespace) -> int:
+    from gateway.certs import run_gen_cert
+
+    return run_gen_cert(args)
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
+
     setup_logging(args.log_level)
     try:
         settings = SandboxSettings(
             global_per_second=args.global_per_second,
             chat_per_second=args.chat_per_second,
             group_per_minute=args.group_per_minute,
+            paid_per_second=args.paid_per_second,
         )
     except (TypeError, ValueError) as exc:
         return _fail(str(exc))

@@ -158,6 +158,11 @@ class FloodSettings:
     global_per_second: float = c.TELEGRAM_GLOBAL_PER_SECOND
     chat_per_second: float = c.TELEGRAM_CHAT_PER_SECOND
     group_per_minute: int = c.TELEGRAM_GROUP_PER_MINUTE
+    #: Paid broadcast (Bot API 7.11): sends above `global_per_second` carry
+    #: `allow_paid_broadcast` and cost 0.1 Star each, from the bot's balance.
+    paid_broadcast: bool = False
+    #: The ceiling of all sends with paid broadcast on, free ones included (Telegram: 1000).
+    paid_per_second: float = c.TELEGRAM_PAID_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,7 @@ def load_config(
     configcheck.validate_delivery(sections["delivery"])
     configcheck.validate_media(sections["media"])
     configcheck.validate_queue(sections["queue"])
+    configcheck.validate_flood(sections["flood"])
 
     token = read_token(
         resolve(base, telegram.token_file),

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway import constants as c
-from gateway.egress import parse_networks
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from gateway.config import (
         DeliverySettings,
+        FloodSettings,
         MediaSettings,
         QueueSettings,
         ServerSettings,
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def validate_media(media: MediaSettings) -> None:
-    parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
+    _parse_networks(media.fetch_allowed_networks, "[media] fetch_allowed_networks")
     for key in ("max_upload_bytes", "max_photo_bytes", "max_bytes_in_flight"):
         if getattr(media, key) <= 0:
             raise ConfigError(f"[media] {key} must be a positive number of bytes")
@@ -39,6 +39,25 @@ def validate_queue(queue: QueueSettings) -> None:
         raise ConfigError(
             f"[queue] retention must be at least {c.MIN_RETENTION_SECONDS:g} second, "
             f"not {queue.retention:g}"
+        )
+
+
+def validate_flood(flood: FloodSettings) -> None:
+    for key in ("global_per_second", "chat_per_second", "group_per_minute"):
+        if not getattr(flood, key) > 0:
+            raise ConfigError(f"[flood] {key} must be positive, not {getattr(flood, key):g}")
+    # 1000/s is Telegram's paid-broadcast ceiling: above it every extra send would be a 429.
+    if not 1 <= flood.paid_per_second <= c.TELEGRAM_PAID_PER_SECOND:
+        raise ConfigError(
+            f"[flood] paid_per_second must be between 1 and {c.TELEGRAM_PAID_PER_SECOND} "
+            f"(Telegram's paid-broadcast ceiling), not {flood.paid_per_second:g}"
+        )
+    # The ceiling counts the free sends too: at or below the free rate nothing would be paid.
+    if flood.paid_broadcast and flood.paid_per_second <= flood.global_per_second:
+        raise ConfigError(
+            f"[flood] paid_per_second ({flood.paid_per_second:g}) must be above "
+            f"global_per_second ({flood.global_per_second:g}) with paid_broadcast on: it is "
+            "the ceiling of all sends, free ones included"
         )
 
 
@@ -82,7 +101,7 @@ def validate(server: ServerSettings, telegram: TelegramSettings) -> None:
                 raise ConfigError(
                     f"[telegram] {key}: {network!r} is not an IP network (e.g. 10.0.0.0/8)"
                 ) from None
-    parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
+    _parse_networks(server.callback_allowed_networks, "[server] callback_allowed_networks")
     if not 0 < telegram.request_timeout <= c.MAX_BOT_API_TIMEOUT_SECONDS:
         raise ConfigError(
             f"[telegram] request_timeout must be more than 0 and at most "
@@ -135,3 +154,11 @@ def sandbox_public_url(server: ServerSettings) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"https://{host}:{server.port}"
+
+
+def _parse_networks(values: tuple[str, ...], key: str) -> None:
+    """Check a list of networks; gateway.egress (and aiohttp) load only when a config does,
+    not for `gateway token` or `gateway backup`, which read one path from the config file."""
+    from gateway.egress import parse_networks
+
+    parse_networks(values, key)

@@ -34,6 +34,18 @@ HANDLED_UPDATE_TYPES: Final = ("message", "callback_query")
 TELEGRAM_GLOBAL_PER_SECOND: Final = 30
 TELEGRAM_CHAT_PER_SECOND: Final = 1
 TELEGRAM_GROUP_PER_MINUTE: Final = 20
+#: Paid broadcast (Bot API 7.11): up to 1000 messages/s with `allow_paid_broadcast`, 0.1 Star
+#: for each message sent with it (counted in tenths of a Star to stay exact).
+TELEGRAM_PAID_PER_SECOND: Final = 1000
+PAID_BROADCAST_PARAM: Final = "allow_paid_broadcast"
+PAID_STAR_TENTHS_PER_MESSAGE: Final = 1
+#: What Telegram answers a paid send when the bot's Stars balance is too low (the MTProto error
+#: name; the Bot API passes it on as `Bad Request: BALANCE_TOO_LOW`: our best reading, not seen
+#: from Telegram, see docs/sandbox.md).
+PAID_BALANCE_ERRORS: Final = ("BALANCE_TOO_LOW",)
+#: After Telegram said the Stars ran out, sends stay at the free rate this long, then paid
+#: sends are tried again (the balance may have been topped up).
+PAID_FALLBACK_SECONDS: Final = 600.0
 
 # --- Gateway defaults ---------------------------------------------------------------------------
 DEFAULT_CONFIG_PATH: Final = "config/gateway.toml"
@@ -56,6 +68,7 @@ DEFAULT_CERT_DIR: Final = "certs"
 CERTIFICATE_FILENAME: Final = "certificate.pem"
 PRIVATE_KEY_FILENAME: Final = "key.pem"
 DEFAULT_CERT_DAYS: Final = 365
+MAX_CERT_DAYS: Final = 36500
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 DEFAULT_QUEUE_PATH: Final = "var/gateway.db"
 #: Default of `[queue] retention`: final commands are kept this long (seconds), then deleted.
@@ -125,6 +138,10 @@ LEADER_TAKEOVER_PAUSE_SECONDS: Final = 1.0
 #: `GET /commands/{id}?wait=N` on every replica).
 PG_WORK_CHANNEL: Final = "gateway_work"
 PG_FINAL_CHANNEL: Final = "gateway_final"
+#: Files on PostgreSQL (gateway/queue/pg_media.py): bytes per chunk row, and the advisory lock
+#: held by the one replica collecting unreferenced files at a time.
+PG_MEDIA_CHUNK_BYTES: Final = 1024 * 1024
+PG_MEDIA_LOCK: Final = 0x7467_5F6D_6564_6961  # "tg_media"
 #: NOTIFY payloads must stay under 8000 bytes.
 PG_NOTIFY_PAYLOAD: Final = 7000
 
@@ -201,6 +218,8 @@ ALBUM_SIZE_RANGE: Final = (2, 10)
 PAYLOAD_PART: Final = "payload"
 ATTACH_PREFIX: Final = "attach://"
 DEFAULT_MEDIA_DIR: Final = "var/media"
+#: Name of the media directory beside the queue file (`gateway migrate-queue`'s default).
+MEDIA_DIR_NAME: Final = "media"
 #: How long a gateway fetch (`"fetch": true`) may take.
 DEFAULT_FETCH_TIMEOUT_SECONDS: Final = 30.0
 #: Bytes of uploads in flight to Telegram at once (beyond it, uploads wait their turn).

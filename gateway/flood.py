@@ -23,6 +23,22 @@ channel or supergroup whose kind cannot be told from the name, so it gets only t
 limit, under its own state (separate from the chat's numeric id); address a supergroup by its
 numeric id to keep it to the per-minute limit as well.
 
+Paid broadcast (Bot API 7.11, ``FloodLimits.paid_per_second``): the bot-wide limit gets a second
+tier. The free tier (``global_per_second``, Telegram's ~30/s) is used first; only a send that
+finds it full takes a slot of the paid tier, which caps *all* sends (free ones included) at
+``paid_per_second``, and that send alone must carry ``allow_paid_broadcast`` (never pay for
+what was free). The scheduler learns it from :meth:`FloodController.leaving`. When Telegram
+says the bot's Stars ran out (:meth:`FloodController.paid_refused`), the paid tier is off for
+``paid_fallback_seconds`` and every send waits for the free tier again.
+
+When a send counts: the server counts it when the request *arrives*, after we acquired its slot
+and before its answer. Once answered (:meth:`FloodController.settle`) a send is counted from
+``max(acquired, answered - margin)``: never more than the margin earlier than its arrival,
+which the margin (enforced on every window) makes up for, whatever the arrival was. So the
+windows stay exact against the server's arrival times, and answers that take longer than the
+margin (an upload, a busy event loop, a distant server) stretch a window only by their latency
+beyond the margin, no longer by all of it.
+
 Everything here is synchronous and takes its time from an injected clock; the scheduler calls
 :meth:`FloodController.try_acquire` for many chats per second, so the hot path creates no state
 for chats that are not ready.
@@ -33,16 +49,19 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from gateway.constants import (
+    PAID_FALLBACK_SECONDS,
     TELEGRAM_CHAT_PER_SECOND,
     TELEGRAM_GLOBAL_PER_SECOND,
     TELEGRAM_GROUP_PER_MINUTE,
 )
+from gateway.slidingwindow import SlidingWindow
+
+__all__ = ["ChatId", "FloodController", "FloodLimits", "FloodStats", "SlidingWindow"]
 
 ChatId: TypeAlias = int | str
 """A Telegram ``chat_id``: a number, or ``"@username"`` of a public channel or supergroup."""
@@ -72,6 +91,10 @@ class FloodLimits:
     chat_per_second: float = TELEGRAM_CHAT_PER_SECOND
     group_per_minute: int = TELEGRAM_GROUP_PER_MINUTE
     margin_seconds: float = 0.02
+    #: The paid-broadcast ceiling on all sends, free ones included; None: no paid tier.
+    paid_per_second: float | None = None
+    #: How long the paid tier stays off after Telegram said the Stars ran out.
+    paid_fallback_seconds: float = PAID_FALLBACK_SECONDS
 
     def __post_init__(self) -> None:
         for name in ("global_per_second", "chat_per_second"):
@@ -93,11 +116,29 @@ class FloodLimits:
             raise ValueError(
                 f"FloodLimits.margin_seconds must be a non-negative number, got {margin!r}"
             )
+        paid = self.paid_per_second
+        if paid is not None and (
+            not _is_number(paid) or not math.isfinite(paid) or paid <= self.global_per_second
+        ):
+            raise ValueError(
+                f"FloodLimits.paid_per_second must be a number above global_per_second "
+                f"({self.global_per_second!r}), got {paid!r}"
+            )
+        fallback = self.paid_fallback_seconds
+        if not _is_number(fallback) or not math.isfinite(fallback) or fallback < 0:
+            raise ValueError(
+                f"FloodLimits.paid_fallback_seconds must be a non-negative number, got {fallback!r}"
+            )
 
     @property
     def global_window(self) -> tuple[int, float]:
         """The per-bot limit as *(count, window seconds)*, without the margin."""
         return _rate_window(self.global_per_second, 1.0)
+
+    @property
+    def paid_window(self) -> tuple[int, float] | None:
+        """The paid-broadcast ceiling as *(count, window seconds)*; None without a paid tier."""
+        return None if self.paid_per_second is None else _rate_window(self.paid_per_second, 1.0)
 
     @property
     def chat_window(self) -> tuple[int, float]:
@@ -117,95 +158,6 @@ def _rate_window(rate: float, window: float) -> tuple[int, float]:
     return (1, 1.0 / rate)
 
 
-class SlidingWindow:
-    """At most ``count`` events in any ``window + margin`` seconds.
-
-    Only the ``count`` most recent event times are kept (older ones can never decide anything),
-    so memory is bounded by ``count`` whatever the traffic.
-    """
-
-    __slots__ = ("_count", "_events", "_margin", "_span", "_window")
-
-    def __init__(self, count: int, window: float, margin: float = 0.0) -> None:
-        if count < 1 or window <= 0 or margin < 0:
-            raise ValueError(
-                f"SlidingWindow needs count >= 1, window > 0 and margin >= 0, "
-                f"got count={count!r}, window={window!r}, margin={margin!r}"
-            )
-        self._count = count
-        self._window = window
-        self._margin = margin
-        self._span = window + margin
-        self._events: deque[float] = deque(maxlen=count)
-
-    @property
-    def count(self) -> int:
-        """How many events fit in one window."""
-        return self._count
-
-    @property
-    def window(self) -> float:
-        """The window length in seconds, without the margin."""
-        return self._window
-
-    @property
-    def span(self) -> float:
-        """The window actually enforced: ``window + margin`` seconds."""
-        return self._span
-
-    @property
-    def last(self) -> float | None:
-        """The time of the most recent event, or None if there was none."""
-        return self._events[-1] if self._events else None
-
-    def ready_at(self, now: float) -> float:
-        """The earliest time, not before ``now``, at which a new event keeps to the limit."""
-        events = self._events
-        if len(events) < self._count:
-            return now
-        # The deque holds exactly the last ``count`` events; a new one may follow once the oldest
-        # of them has left the window.
-        return max(now, events[0] + self._span)
-
-    def record(self, now: float) -> None:
-        """Record an event at ``now`` (not checked against the limit: ask :meth:`ready_at`)."""
-        self._events.append(now)
-
-    def move(self, old: float, new: float) -> None:
-        """Re-date the event recorded at ``old`` to ``new`` (when the send was answered).
-
-        Moving an event later only ever makes the window stricter. Events are kept in order.
-        """
-        events = self._events
-        for index in range(len(events) - 1, -1, -1):
-            if events[index] == old:
-                del events[index]
-                position = len(events)
-                while position and events[position - 1] > new:
-                    position -= 1
-                events.insert(position, new)
-                return
-
-    def in_window(self, now: float) -> int:
-        """How many recorded events fall within the last ``window + margin`` seconds."""
-        start = now - self._span
-        return sum(1 for t in self._events if t > start)
-
-    def is_idle(self, now: float, idle_for: float = 0.0) -> bool:
-        """True if no event happened in the last ``max(idle_for, window + margin)`` seconds.
-
-        An idle window constrains nothing, so it can be dropped and rebuilt empty later.
-        """
-        last = self.last
-        return last is None or last + max(idle_for, self._span) <= now
-
-    def reconfigured(self, count: int, window: float, margin: float) -> SlidingWindow:
-        """A window with new limits that remembers the most recent events of this one."""
-        new = SlidingWindow(count, window, margin)
-        new._events.extend(self._events)  # maxlen keeps only the newest ``count``
-        return new
-
-
 @dataclass(frozen=True)
 class FloodStats:
     """A snapshot of the controller, for metrics and the health endpoint."""
@@ -214,6 +166,8 @@ class FloodStats:
     paused_chats: int
     sends_in_window: int
     global_pause_remaining: float
+    #: True while sends above the free tier may be paid for (on, and not fallen back).
+    paid_available: bool = False
 
 
 class _ChatState:
@@ -239,12 +193,22 @@ class FloodController:
         self._limits = limits if limits is not None else FloodLimits()
         count, window = self._limits.global_window
         self._global = SlidingWindow(count, window, self._limits.margin_seconds)
+        #: The paid tier's ceiling on every send (None: no paid tier); `_global` is the free tier.
+        self._total = self._total_window(self._limits)
+        #: acquired time → how many slots taken then are paid and have not left yet.
+        self._paid_slots: dict[float, int] = {}
+        self._paid_off_until = -math.inf
+        #: Paid messages Telegram accepted, and the times it said the Stars ran out.
+        self.paid_messages = 0
+        self.paid_fallbacks = 0
         self._global_paused_until = -math.inf
         self._chats: dict[ChatId, _ChatState] = {}
         self._longest_span = self._compute_longest_span()
         self._next_sweep = clock() + self._longest_span
         #: Clock time of the last slot `try_acquire` granted (for `settle`).
         self.last_acquired = -math.inf
+        #: Whether that slot is a paid one (its send must carry ``allow_paid_broadcast``).
+        self.last_paid = False
 
     @property
     def limits(self) -> FloodLimits:
@@ -277,19 +241,30 @@ class FloodController:
         state = self._chats.get(key)
         if state is None:
             state = self._chats[key] = self._new_state(key)
-        self._global.record(now)
+        # Free when the free tier has room; else (the ready time allowed it) a paid slot.
+        paid = self._total is not None and self._global.ready_at(now) - now > _EPSILON
+        if paid:
+            self._paid_slots[now] = self._paid_slots.get(now, 0) + 1
+        else:
+            self._global.record(now)
+        if self._total is not None:
+            self._total.record(now)
         state.window.record(now)
         if state.group is not None:
             state.group.record(now)
         self.last_acquired = now
+        self.last_paid = paid
         return 0.0
 
     def charge(self, chat_id: ChatId, extra: int, at: float) -> None:
         """Count `extra` more messages of a send whose slot was acquired at `at` (an album of
         N is N messages to Telegram): each takes the next free place of every window, so the
-        sends after it wait as if N messages had gone out one after the other."""
+        sends after it wait as if N messages had gone out one after the other. A paid slot's
+        album is paid as a whole: its messages stay out of the free tier."""
         state = self._chats.get(_chat_key(chat_id))
-        windows = [self._global]
+        windows = [] if self._paid_slots.get(at) else [self._global]
+        if self._total is not None:
+            windows.append(self._total)
         if state is not None:
             windows.append(state.window)
             if state.group is not None:
@@ -300,25 +275,79 @@ class FloodController:
                 when = window.ready_at(when)
                 window.record(when)
 
-    def settle(self, chat_id: ChatId, acquired_at: float) -> None:
-        """The send acquired at ``acquired_at`` was answered: count it from now on instead.
+    def leaving(self, acquired_at: float) -> bool:
+        """The request of the slot acquired at ``acquired_at`` leaves now.
 
-        The server counts a send when it *arrives*, somewhere between our acquiring the slot
-        and its answer. Counting it at the answer can only overestimate the server's count, so
-        no delay on the way in (a new connection, a busy event loop) can make us exceed a limit.
+        Returns whether it must carry ``allow_paid_broadcast`` (a paid slot).
         """
+        paid = self._paid_slots.get(acquired_at, 0)
+        if not paid:
+            return False
+        if paid == 1:
+            del self._paid_slots[acquired_at]
+        else:
+            self._paid_slots[acquired_at] = paid - 1
+        return True
+
+    def unpay(self, acquired_at: float) -> float:
+        """Turn the paid slot acquired at ``acquired_at`` into a free one, for a call that
+        cannot carry ``allow_paid_broadcast`` (an edit): 0.0 once done (the send then counts
+        in the free tier from now), else the seconds until the free tier has room."""
+        if not self._paid_slots.get(acquired_at):
+            return 0.0
         now = self._clock()
-        self._global.move(acquired_at, now)
+        delay = self._global.ready_at(now) - now
+        if delay > _EPSILON:
+            return delay
+        self._global.record(now)
+        self.leaving(acquired_at)  # drops the paid mark
+        return 0.0
+
+    def paid_sent(self, messages: int) -> None:
+        """Telegram accepted a paid send of ``messages`` messages (an album counts N)."""
+        self.paid_messages += messages
+
+    def paid_refused(self) -> bool:
+        """Telegram said the bot's Stars balance is too low for a paid send: the paid tier is
+        off for ``paid_fallback_seconds``. True when this starts a fallback (to log once)."""
+        now = self._clock()
+        starts = now >= self._paid_off_until
+        if starts:
+            self.paid_fallbacks += 1
+        self._paid_off_until = now + self._limits.paid_fallback_seconds
+        return starts
+
+    @property
+    def paid_available(self) -> bool:
+        """True when sends above the free tier may be paid for: on, and not fallen back."""
+        return self._limits.paid_per_second is not None and not self.paid_fallen_back
+
+    @property
+    def paid_fallen_back(self) -> bool:
+        """True while the paid tier is off because Telegram said the Stars ran out."""
+        return self._clock() < self._paid_off_until
+
+    def settle(self, chat_id: ChatId, acquired_at: float) -> None:
+        """The send acquired at ``acquired_at`` was answered: count it from
+        ``max(acquired_at, now - margin)`` (see the module docstring).
+
+        Never earlier than the slot was acquired, so settling only ever makes a window
+        stricter than the acquisition did.
+        """
+        at = max(acquired_at, self._clock() - self._limits.margin_seconds)
+        windows = [self._global] if self._total is None else [self._global, self._total]
         state = self._chats.get(_chat_key(chat_id))
         if state is not None:
-            state.window.move(acquired_at, now)
+            windows.append(state.window)
             if state.group is not None:
-                state.group.move(acquired_at, now)
+                windows.append(state.group)
+        for window in windows:
+            window.move(acquired_at, at)
 
     def global_wait(self) -> float:
         """Seconds until the bot-wide limit (and any bot-wide pause) allows a send; 0 if now."""
         now = self._clock()
-        return max(0.0, self._global.ready_at(now) - now, self._global_paused_until - now)
+        return max(0.0, self._global_ready(now) - now, self._global_paused_until - now)
 
     def paused_for(self) -> float:
         """Seconds the bot-wide pause (Telegram's 429 for every chat) still holds; 0 if none."""
@@ -347,6 +376,14 @@ class FloodController:
         self._limits = limits
         margin = limits.margin_seconds
         self._global = self._global.reconfigured(*limits.global_window, margin)
+        paid_window = limits.paid_window
+        if paid_window is None:
+            self._total = None
+            self._paid_slots.clear()
+        elif self._total is None:
+            self._total = self._total_window(limits)
+        else:
+            self._total = self._total.reconfigured(*paid_window, margin)
         chat_count, chat_window = limits.chat_window
         group_count, group_window = limits.group_window
         for state in self._chats.values():
@@ -374,10 +411,23 @@ class FloodController:
             paused_chats=paused,
             sends_in_window=self._global.in_window(now),
             global_pause_remaining=max(0.0, self._global_paused_until - now),
+            paid_available=self.paid_available,
         )
 
+    def _global_ready(self, now: float) -> float:
+        free = self._global.ready_at(now)
+        if self._total is None:
+            return free
+        total = self._total.ready_at(now)
+        return total if now >= self._paid_off_until else max(free, total)
+
+    @staticmethod
+    def _total_window(limits: FloodLimits) -> SlidingWindow | None:
+        window = limits.paid_window
+        return None if window is None else SlidingWindow(*window, limits.margin_seconds)
+
     def _ready_at(self, key: ChatId, now: float) -> float:
-        ready = max(self._global.ready_at(now), self._global_paused_until)
+        ready = max(self._global_ready(now), self._global_paused_until)
         state = self._chats.get(key)
         if state is not None:
             ready = max(ready, state.window.ready_at(now), state.paused_until)
@@ -403,6 +453,10 @@ class FloodController:
         ]
         for key in stale:
             del self._chats[key]
+        # Slots acquired but never sent (the lane emptied meanwhile) leave marks behind.
+        horizon = now - self._longest_span
+        for at in [at for at in self._paid_slots if at < horizon]:
+            del self._paid_slots[at]
         return len(stale)
 
     def _compute_longest_span(self) -> float:

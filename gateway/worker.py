@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from aiogram import Bot
 
 from gateway import constants as c
-from gateway import telegram
+from gateway import paidsend, telegram
 from gateway.commands import Command, Status
 from gateway.errors import StorageError
 from gateway.flood import FloodController
@@ -63,6 +63,12 @@ class Deferred(Protocol):
 
     async def delivered(self, command: Command, method: str, result: Any) -> None:
         """The call `resolve` gave was delivered with `result`."""
+
+    async def replace(
+        self, command: Command, method: str, params: dict[str, Any], failure: telegram.Failure
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The call `resolve` gave failed for good: the call to make instead (an edit of a
+        message deleted in the chat becomes a new message), or None."""
 
 
 FailureHandler = Callable[[Command, dict[str, Any]], Awaitable[None]]
@@ -485,6 +491,12 @@ class Worker:
         if lane in self._migrated:
             params = {**params, "chat_id": self._migrated[lane]}
         outcome = await self._send(lane, method, params)
+        if isinstance(outcome, telegram.Failure) and not outcome.retryable:
+            instead = await self._deferred.replace(command, method, params, outcome)
+            if instead is not None:
+                method, params = instead
+                await self._acquire(lane)
+                outcome = await self._send(lane, method, params)
         if isinstance(outcome, telegram.Delivered):
             await self._deferred.delivered(command, method, outcome.result)
         return outcome
@@ -518,8 +530,10 @@ class Worker:
 
     async def _send(self, lane: str, method: str, params: dict[str, Any]) -> telegram.Outcome:
         """One Bot API call on a flood slot already acquired for `lane`."""
-        try:
-            return await telegram.call(self._bot, method, params)
+        try:  # paid broadcast's flag and fallback: gateway/paidsend.py
+            return await paidsend.call(
+                self._flood, self._bot, method, params, self._acquired.get(lane)
+            )
         finally:
             acquired = self._acquired.pop(lane, None)
             if acquired is not None:

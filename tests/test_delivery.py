@@ -250,7 +250,7 @@ async def test_metrics_count_what_happened(gateway: Gateway, sandbox: Sandbox) -
     async with gateway.http.get(f"{gateway.url}/metrics", headers=gateway.auth) as resp:
         assert resp.status == 200
         text = await resp.text()
-    assert 'gateway_commands_accepted_total{method="sendMessage"} 1.0' in text
+    assert 'gateway_commands_accepted_total{method="sendMessage",source="api"} 1.0' in text
     assert 'gateway_commands_sent_total{method="sendMessage"}' in text
     assert 'gateway_webhook_updates_total{type="message"} 1.0' in text
     assert "gateway_delivery_latency_seconds_bucket" in text

@@ -497,15 +497,27 @@ def test_invalid_sliding_window_raises(count: int, window: float, margin: float)
         SlidingWindow(count, window, margin)
 
 
-def test_settle_counts_a_send_from_its_answer() -> None:
-    """A slow answer pushes the next send to the same chat back by its latency."""
+def test_settle_counts_a_send_from_its_answer_less_the_margin() -> None:
+    """A slow answer pushes the next send to the same chat back by its latency beyond the
+    margin: the server counted it on arrival, no later than the answer."""
     clock = FakeClock()
     flood = FloodController(FloodLimits(global_per_second=30, chat_per_second=1), clock)
     assert flood.try_acquire(7) == 0.0
     acquired = flood.last_acquired
     clock.advance(0.5)  # the answer comes half a second later
     flood.settle(7, acquired)
-    assert flood.ready_at(7) == pytest.approx(clock() + 1.02)
+    assert flood.ready_at(7) == pytest.approx(clock() - 0.02 + 1.02)
+
+
+def test_settle_within_the_margin_keeps_the_acquisition_time() -> None:
+    """An answer within the margin of the acquisition does not stretch the window at all."""
+    clock = FakeClock()
+    flood = FloodController(FloodLimits(global_per_second=30, chat_per_second=1), clock)
+    assert flood.try_acquire(7) == 0.0
+    acquired = flood.last_acquired
+    clock.advance(0.015)
+    flood.settle(7, acquired)
+    assert flood.ready_at(7) == pytest.approx(acquired + 1.02)
 
 
 def test_settle_keeps_the_global_window_ordered() -> None:
@@ -517,5 +529,95 @@ def test_settle_keeps_the_global_window_ordered() -> None:
     assert flood.try_acquire(2) == 0.0
     clock.advance(0.4)
     flood.settle(1, first)  # answered after the second send was made
-    # The window now holds 0.1 (second send) and 0.5 (first, settled): the oldest leaves at 1.12.
+    # The window now holds 0.1 (second send) and 0.48 (first, settled less the margin): the
+    # oldest leaves at 1.12.
     assert flood.ready_at(3) == pytest.approx(clock() - 0.4 + 1.02)
+
+
+# --- Paid broadcast: two tiers -------------------------------------------------------------------
+
+
+def paid_controller(clock: FakeClock, **kwargs: float) -> FloodController:
+    limits = FloodLimits(global_per_second=3, chat_per_second=10, paid_per_second=6, **kwargs)
+    return FloodController(limits, clock)
+
+
+def test_the_free_tier_goes_first_and_only_sends_above_it_are_paid() -> None:
+    clock = FakeClock()
+    flood = paid_controller(clock)
+    paid = []
+    for chat in range(1, 8):
+        if flood.try_acquire(chat) == 0.0:
+            paid.append(flood.leaving(flood.last_acquired))
+    # 3 free, then 3 paid up to the ceiling of 6 sends, then nothing until the window moves.
+    assert paid == [False, False, False, True, True, True]
+    assert flood.try_acquire(8) == pytest.approx(1.02)
+    clock.advance(1.02)
+    assert flood.try_acquire(8) == 0.0 and flood.last_paid is False  # free again first
+
+
+def test_without_a_paid_tier_every_send_is_free() -> None:
+    clock = FakeClock()
+    flood = FloodController(FloodLimits(global_per_second=3, chat_per_second=10), clock)
+    for chat in range(1, 4):
+        assert flood.try_acquire(chat) == 0.0
+        assert flood.leaving(flood.last_acquired) is False
+    assert flood.try_acquire(4) > 0
+    assert not flood.paid_available
+
+
+def test_a_paid_album_stays_out_of_the_free_tier() -> None:
+    clock = FakeClock()
+    flood = paid_controller(clock)
+    for chat in (1, 2, 3):
+        assert flood.try_acquire(chat) == 0.0
+    assert flood.try_acquire(4) == 0.0 and flood.last_paid
+    flood.charge(4, 2, flood.last_acquired)  # an album of 3: all paid, 6 sends in the window
+    assert flood.try_acquire(5) == pytest.approx(1.02)
+    assert flood.leaving(clock()) is True
+
+
+def test_running_out_of_stars_falls_back_to_the_free_rate_for_a_while() -> None:
+    clock = FakeClock()
+    flood = paid_controller(clock, paid_fallback_seconds=60.0)
+    for chat in (1, 2, 3):
+        assert flood.try_acquire(chat) == 0.0
+    assert flood.paid_refused() is True  # logged once ...
+    assert flood.paid_refused() is False  # ... not again while it lasts
+    assert flood.paid_fallen_back and not flood.paid_available
+    assert flood.try_acquire(4) == pytest.approx(1.02)  # the free tier only
+    clock.advance(1.02)
+    assert flood.try_acquire(4) == 0.0 and not flood.last_paid
+    clock.advance(60.0)
+    assert flood.paid_available and flood.paid_fallbacks == 1
+
+
+def test_a_paid_slot_for_a_call_that_cannot_pay_waits_for_the_free_tier() -> None:
+    clock = FakeClock()
+    flood = paid_controller(clock)
+    for chat in (1, 2, 3):
+        assert flood.try_acquire(chat) == 0.0
+    assert flood.try_acquire(4) == 0.0 and flood.last_paid
+    acquired = flood.last_acquired
+    assert flood.unpay(acquired) == pytest.approx(1.02)
+    clock.advance(1.02)
+    assert flood.unpay(acquired) == 0.0
+    assert flood.leaving(acquired) is False  # now a free send
+
+
+@pytest.mark.parametrize("paid", [0, -5, 3, 2.5, float("inf"), True])
+def test_the_paid_ceiling_must_be_above_the_free_rate(paid: float) -> None:
+    with pytest.raises(ValueError, match="paid_per_second"):
+        FloodLimits(global_per_second=3, paid_per_second=paid)
+
+
+def test_update_limits_turns_the_paid_tier_on_and_off() -> None:
+    clock = FakeClock()
+    flood = FloodController(FloodLimits(global_per_second=2, chat_per_second=10), clock)
+    for chat in (1, 2):
+        assert flood.try_acquire(chat) == 0.0
+    assert flood.try_acquire(3) > 0
+    flood.update_limits(FloodLimits(global_per_second=2, chat_per_second=10, paid_per_second=4))
+    assert flood.try_acquire(3) == 0.0 and flood.last_paid
+    flood.update_limits(FloodLimits(global_per_second=2, chat_per_second=10))
+    assert flood.try_acquire(4) > 0 and not flood.paid_available

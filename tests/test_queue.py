@@ -1069,3 +1069,18 @@ class TestThreads:
         assert await queue.open_thread("prod", "-100", "g") is None
         fresh = Thread("prod", "-100", "g", created_at=T0 + 2, version=1)
         assert await queue.save_thread(fresh, 0, []) is not None
+
+    async def test_a_deleted_message_is_forgotten(self, queue: Queue) -> None:
+        thread = Thread("prod", "-100", "g", created_at=T0, version=2)
+        await queue.save_thread(thread, 0, [])
+        await queue.thread_shown(thread.id, 1, 77, "v1")
+        await queue.thread_message_gone(thread.id, 78)  # not its message: nothing changes
+        found = await queue.thread(thread.id)
+        assert found is not None and (found.message_id, found.digest) == (77, "v1")
+        await queue.thread_message_gone(thread.id, 77)
+        found = await queue.thread(thread.id)
+        assert found is not None
+        assert (found.message_id, found.digest, found.shown) == (None, None, 1)
+        await queue.thread_shown(thread.id, 2, 80, "v2")  # the new message's id is taken
+        found = await queue.thread(thread.id)
+        assert found is not None and (found.message_id, found.shown) == (80, 2)

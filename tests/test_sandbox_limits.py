@@ -86,7 +86,12 @@ async def test_validation_errors_do_not_count(box: SandboxClient) -> None:
 
 async def test_group_and_global_limits_and_runtime_changes(box: SandboxClient) -> None:
     limits = await box.control("PUT", "limits", {"chat_per_second": 100, "group_per_minute": 2})
-    assert limits == {"global_per_second": 30, "chat_per_second": 100, "group_per_minute": 2}
+    assert limits == {
+        "global_per_second": 30,
+        "chat_per_second": 100,
+        "group_per_minute": 2,
+        "paid_per_second": 1000,
+    }
     await box.control("POST", "chats", {"chat_id": -42, "type": "group", "bot_id": BOT_ID})
     await box.result("sendMessage", chat_id=-42, text="1")
     await box.result("sendMessage", chat_id=-42, text="2")
@@ -102,6 +107,7 @@ async def test_group_and_global_limits_and_runtime_changes(box: SandboxClient) -
         "global_per_second": 3,
         "chat_per_second": 100,
         "group_per_minute": 2,
+        "paid_per_second": 1000,
     }
 
 

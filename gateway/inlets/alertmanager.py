@@ -34,6 +34,7 @@ ALERT_FIELDS = (
     "panelURL",
     "valueString",
 )
+_KEPT = frozenset(ALERT_FIELDS)
 GROUP_FIELDS = (
     "receiver",
     "groupKey",
@@ -88,8 +89,10 @@ def _alert(kind: str, index: int, raw: Any) -> dict[str, Any]:
         raise _missing(kind, f"{where}.status (firing or resolved)", f"{where}.status")
     if not isinstance(raw.get("labels"), dict):
         raise _missing(kind, f"{where}.labels", f"{where}.labels")
-    alert = {name: raw[name] for name in ALERT_FIELDS if name in raw}
-    alert.setdefault("annotations", {})
+    # Over the alert's own keys (about 7), not over every field a kind may have (11).
+    alert = {name: value for name, value in raw.items() if name in _KEPT}
+    if "annotations" not in alert:
+        alert["annotations"] = {}
     if not isinstance(alert.get("fingerprint"), str) or not alert["fingerprint"]:
         labels = json.dumps(raw["labels"], sort_keys=True).encode()
         alert["fingerprint"] = hashlib.sha256(labels).hexdigest()[:16]

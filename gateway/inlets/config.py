@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as clock_time
 from pathlib import Path
-from typing import Any, Final, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Template, TemplateError
-
 from gateway import constants as c
 from gateway.errors import ConfigError
-from gateway.inlets.templates import compile_expression, compile_template
 from gateway.secretfiles import Secret, read_or_create_secret
+
+if TYPE_CHECKING:  # jinja2 loads only for a config with a template: `gateway token` needs none
+    from jinja2 import Template
 
 Kind = Literal["alertmanager", "grafana", "github", "gitlab", "generic"]
 KINDS: Final = get_args(Kind)
@@ -122,6 +122,8 @@ class Inlet:
     events: frozenset[str] = frozenset()
     dedup_key: Template | None = field(default=None, compare=False)
     max_listed: int = 10
+    #: Where the secret was read from (for `gateway check`).
+    secret_file: Path | None = field(default=None, compare=False)
 
     @property
     def path(self) -> str:
@@ -183,6 +185,10 @@ def _inlet(entry: dict[str, Any], name: str, base: Path, where: str, permissions
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise ConfigError(f"{where}: cannot read template {template_name} ({reason})") from None
+        from jinja2 import TemplateError
+
+        from gateway.inlets.templates import compile_template
+
         try:
             template = compile_template(text, html=parse_mode == "HTML")
         except TemplateError as exc:
@@ -219,6 +225,10 @@ def _inlet(entry: dict[str, Any], name: str, base: Path, where: str, permissions
     if dedup is not None:
         if kind != "generic" or not isinstance(dedup, str) or not dedup.strip():
             raise ConfigError(f'{where}: dedup_key is a template string for kind = "generic"')
+        from jinja2 import TemplateError
+
+        from gateway.inlets.templates import compile_expression
+
         try:
             expression = compile_expression(dedup)
         except TemplateError as exc:
@@ -240,6 +250,7 @@ def _inlet(entry: dict[str, Any], name: str, base: Path, where: str, permissions
         events=chosen,
         dedup_key=expression,
         max_listed=listed,
+        secret_file=secret_path,
     )
 
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -45,11 +45,13 @@ class Lifecycle:
         queue: Queue,
         worker: Worker,
         on_template_error: Callable[[Inlet], None],
+        on_accepted: Callable[[str, Sequence[Command]], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
         self._worker = worker
         self._on_template_error = on_template_error
+        self._on_accepted = on_accepted
         self._clock = clock
         self._locks: dict[tuple[str, str, str], tuple[asyncio.Lock, list[int]]] = {}
         #: The open threads this process saved last, by (inlet, chat, key): a stale one (another
@@ -137,6 +139,7 @@ class Lifecycle:
         if stored is None:
             return False
         if stored:
+            self._on_accepted(thread.inlet, stored)
             self._worker.notify({command.lane for command in stored})
         return True
 

@@ -33,7 +33,7 @@ async def receive(request: web.Request) -> web.Response:
         raise InputError(f"no inlet {name!r}", code="not_found", status=404)
     body = await request.read()
     if not authentic(inlet, request.headers, body):
-        inlets.metrics.notifications.labels(name, "unauthorized").inc()
+        inlets.metrics.outcome(name, "unauthorized")
         logger.warning(
             "inlet %s: refused a call from %s: wrong or missing credential", name, request.remote
         )
@@ -44,17 +44,17 @@ async def receive(request: web.Request) -> web.Response:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
-        inlets.metrics.notifications.labels(name, "invalid").inc()
+        inlets.metrics.outcome(name, "invalid")
         raise InputError("the body is not JSON", code="invalid_json", field="body") from None
     try:
         answer = await inlets.accept(inlet, request.headers, payload)
     except Ignored as exc:
-        inlets.metrics.notifications.labels(name, "ignored").inc()
+        inlets.metrics.outcome(name, "ignored")
         return web.json_response({"status": "ignored", "reason": exc.reason})
     except InputError:
-        inlets.metrics.notifications.labels(name, "invalid").inc()
+        inlets.metrics.outcome(name, "invalid")
         raise
-    inlets.metrics.notifications.labels(name, "accepted").inc()
+    inlets.metrics.outcome(name, "accepted")
     status = 200 if answer.get("status") == "duplicate" else 202
     return web.json_response(answer, status=status)
 
@@ -70,7 +70,7 @@ def install(app: web.Application) -> None:
     """Mount `/inlets/{name}`, wire the worker's showThread resolver and the buttons' handler
     (call after the queue, outbox, worker, metrics and dispatcher are in `app`)."""
     queue, worker, outbox = app[keys.QUEUE], app[keys.WORKER], app[keys.OUTBOX]
-    inlets = Inlets(app[keys.CONFIG].inlets, queue, outbox, worker, app[keys.METRICS].registry)
+    inlets = Inlets(app[keys.CONFIG].inlets, queue, outbox, worker, app[keys.METRICS])
     app[INLETS] = inlets
     worker.use_deferred(ThreadShower(queue, inlets.by_name, inlets.lifecycle))
     actions = AlertActions(inlets, queue, outbox)

@@ -17,6 +17,7 @@ from gateway.inlets import alertmanager, events, grafana
 from gateway.inlets.config import Inlet
 from gateway.inlets.lifecycle import Lifecycle
 from gateway.inlets.templates import DEFAULTS, plain_json, render
+from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
 from gateway.worker import Worker
@@ -40,6 +41,14 @@ class InletMetrics:
             ["inlet", "outcome"],
             registry=registry,
         )
+        self._outcomes: dict[tuple[str, str], Counter] = {}
+
+    def outcome(self, inlet: str, outcome: str) -> None:
+        """Count one request; labels() takes a lock and a lookup: once per label set."""
+        child = self._outcomes.get((inlet, outcome))
+        if child is None:
+            child = self._outcomes[inlet, outcome] = self.notifications.labels(inlet, outcome)
+        child.inc()
 
 
 class Inlets:
@@ -51,14 +60,19 @@ class Inlets:
         queue: Queue,
         outbox: Outbox,
         worker: Worker,
-        registry: CollectorRegistry,
+        metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.by_name = {inlet.name: inlet for inlet in inlets}
-        self.metrics = InletMetrics(registry)
+        self.metrics = InletMetrics(metrics.registry)
+        self._gateway_metrics = metrics
         self._outbox = outbox
         self._clock = clock
-        self.lifecycle = Lifecycle(queue, worker, self._template_failed, clock)
+        self.lifecycle = Lifecycle(queue, worker, self._template_failed, self.accepted, clock)
+
+    def accepted(self, inlet: str, commands: Sequence[Command]) -> None:
+        """Count commands an inlet stored in `gateway_commands_accepted_total`."""
+        self._gateway_metrics.accepted_commands(commands, f"inlet:{inlet}")
 
     def _template_failed(self, inlet: Inlet) -> None:
         self.metrics.template_errors.labels(inlet.name).inc()
@@ -85,6 +99,7 @@ class Inlets:
         stored, original = await self._outbox.submit_once(commands, key)
         if original is not None:
             return {"status": "duplicate", "id": original.id}
+        self.accepted(inlet.name, stored)
         return {"status": "accepted", "event": event.name, "ids": [cmd.id for cmd in stored]}
 
     def _render(self, inlet: Inlet, event: events.Event) -> tuple[str, str | None]:

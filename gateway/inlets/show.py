@@ -1,18 +1,31 @@
 """The worker's side of inlet messages: a `showThread` command becomes, when it is picked up,
 a sendMessage (no message yet), an editMessageText (the message Telegram returned for the first
 send, which is in the same lane and so delivered before), a reply, or nothing at all (the
-latest version is shown already)."""
+latest version is shown already).
+
+What Telegram shows is recorded (`Queue.thread_shown`) after it answers. When the storage
+refuses that write, the message id is kept here and written before anything else is done for
+the thread, so a storage error cannot make the first message be sent twice; only a crash
+between Telegram's answer and that write can (README, "Inlets": at-least-once).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import logging
+from typing import Any, Final
 
 from gateway.commands import Command
 from gateway.inlets.config import Inlet
 from gateway.inlets.lifecycle import Lifecycle
 from gateway.queue.base import Queue
+from gateway.telegram import Failure
+
+logger = logging.getLogger(__name__)
+
+#: Telegram's answer to an edit of a message that is no longer in the chat (deleted there).
+MESSAGE_GONE: Final = "message to edit not found"
 
 
 class ThreadShower:
@@ -22,8 +35,12 @@ class ThreadShower:
         self._queue = queue
         self._inlets = inlets
         self._lifecycle = lifecycle
+        #: What Telegram shows and the storage has not taken yet: thread id → thread_shown's
+        #: (version, message id, digest).
+        self._unrecorded: dict[str, tuple[int, int | None, str]] = {}
 
     async def resolve(self, command: Command) -> tuple[str, dict[str, Any]] | None:
+        await self._record(command.meta["thread"])  # a StorageError puts the command back
         thread = await self._queue.thread(command.meta["thread"])
         if thread is None:
             return None
@@ -68,9 +85,39 @@ class ThreadShower:
         message_id = None
         if method == "sendMessage" and isinstance(result, dict):
             message_id = result.get("message_id")
-        await self._queue.thread_shown(
-            command.meta["thread"], int(version), message_id, command.meta["digest"]
+        thread_id = command.meta["thread"]
+        # Kept until the storage takes it: a retry of this command, or the next one of the
+        # thread, must edit this message, not send another.
+        self._unrecorded[thread_id] = (int(version), message_id, command.meta["digest"])
+        await self._record(thread_id)
+
+    async def replace(
+        self, command: Command, method: str, params: dict[str, Any], failure: Failure
+    ) -> tuple[str, dict[str, Any]] | None:
+        """An edit of a message deleted in the chat becomes a new message (the thread then
+        follows that one); any other failure stands."""
+        if method != "editMessageText" or MESSAGE_GONE not in failure.description.lower():
+            return None
+        thread_id, gone = command.meta["thread"], params["message_id"]
+        await self._queue.thread_message_gone(thread_id, gone)
+        logger.info(
+            "inlet message %s of thread %s was deleted in the chat; sending a new one",
+            gone,
+            thread_id,
         )
+        fresh = {k: v for k, v in params.items() if k not in ("message_id", "reply_markup")}
+        markup = params.get("reply_markup")
+        if markup and markup.get("inline_keyboard"):
+            fresh["reply_markup"] = markup
+        return "sendMessage", self._new_message(fresh, command.meta)
+
+    async def _record(self, thread_id: str) -> None:
+        shown = self._unrecorded.get(thread_id)
+        if shown is None:
+            return
+        await self._queue.thread_shown(thread_id, *shown)
+        if self._unrecorded.get(thread_id) == shown:
+            del self._unrecorded[thread_id]
 
     @staticmethod
     def _new_message(params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:

@@ -110,7 +110,7 @@ async def _fetch(
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         if upload.size + len(chunk) > max_bytes:
                             raise too_large(field, None, max_bytes, "max_upload_bytes")
-                        upload.write(chunk)
+                        await upload.write(chunk)
                 except BaseException:
                     upload.abort()
                     raise

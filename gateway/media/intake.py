@@ -174,7 +174,7 @@ async def _store_part(
         while chunk := await part.read_chunk(c.MEDIA_CHUNK_BYTES):
             if upload.size + len(chunk) > max_file:
                 raise too_large(name, None, max_file, "max_upload_bytes")
-            upload.write(chunk)
+            await upload.write(chunk)
     except BaseException:
         upload.abort()
         raise

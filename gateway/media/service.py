@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from aiogram.types import BufferedInputFile, FSInputFile
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway import constants as c
@@ -38,7 +37,7 @@ from gateway.media.refs import (
     file_refs,
     is_url,
 )
-from gateway.media.store import DiskMediaStore, MediaStore
+from gateway.media.store import MediaStore
 from gateway.queue.base import Queue
 
 logger = logging.getLogger(__name__)
@@ -100,12 +99,12 @@ class MediaService:
         )
 
     async def open(self) -> None:
-        if isinstance(self.store, DiskMediaStore):
-            await asyncio.to_thread(self.store.open)
+        await self.store.open()
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        await self.store.close()
 
     # --- at the door ------------------------------------------------------------------------
 
@@ -223,16 +222,10 @@ class MediaService:
                 ref.set(file_id)
                 reused += 1
                 continue
-            path = self.store.path(info.sha256)
-            if path is None:
+            upload = await self.store.input_file(info.sha256, info.filename, info.size)
+            if upload is None:
                 raise MediaUnavailable(f"the file {info.filename!r} is no longer stored")
-            if info.size <= c.MEDIA_IN_MEMORY_BYTES:
-                # Read at once: streaming a small file costs a thread hop per chunk, which
-                # slows every send (and, by the flood control's settling, the send rate).
-                data = await asyncio.to_thread(path.read_bytes)
-                ref.set(BufferedInputFile(data, filename=info.filename))
-            else:
-                ref.set(FSInputFile(path, filename=info.filename))
+            ref.set(upload)
             size += info.size
         async with self.budget.hold(size):
             yield params

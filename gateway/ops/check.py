@@ -76,6 +76,9 @@ async def run_checks(path: str | None, env: Mapping[str, str]) -> list[Check]:
     else:
         checks.append(database_check(config))
     checks.append(clients_check(config))
+    from gateway.ops.inletcheck import inlet_checks  # it builds on Check, defined here
+
+    checks += await inlet_checks(config)
     return checks
 
 
@@ -233,8 +236,7 @@ async def postgres_check(config: Config) -> Check:
             version = int(await conn.fetchval(f"SELECT max(version) FROM {PG_VERSION_TABLE}") or 0)
             depth = int(
                 await conn.fetchval(
-                    f"SELECT count(*) FROM {COMMANDS_TABLE} "
-                    "WHERE status IN ('queued', 'sending')"
+                    f"SELECT count(*) FROM {COMMANDS_TABLE} WHERE status IN ('queued', 'sending')"
                 )
             )
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:

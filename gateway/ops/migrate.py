@@ -8,7 +8,8 @@ the commands are inserted in their SQLite order, so each chat's lane keeps its o
 
 The SQLite file is opened read-only; commands already in PostgreSQL (same id) are skipped, so
 the command can be run again after an interruption. Stop the SQLite gateway first: what it
-accepts after the copy is not moved.
+accepts after the copy is not moved. The files the moved commands refer to are copied from the
+`[media] dir` into PostgreSQL (where the replicas keep files) before the commands are.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Final
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import ConfigError
+from gateway.media.store_copy import copy_files
+from gateway.media.store_disk import DiskMediaStore
+from gateway.media.store_pg import PgMediaStore
 from gateway.queue.postgres import PostgresQueue
 from gateway.queue.schema import COLUMNS, COMMANDS_TABLE, PARTS_TABLE
 from gateway.queue.sqlite import _command, _load
@@ -40,16 +44,22 @@ class Moved:
     parts: int
     #: Already in PostgreSQL (an earlier run): left as they are.
     skipped: int
+    #: Files copied from the `[media] dir` into PostgreSQL.
+    files: int = 0
 
 
-async def migrate_queue(source: Path, dsn: str, now: float) -> Moved:
-    """Copy the work in the SQLite queue at `source` into the PostgreSQL queue at `dsn`."""
+async def migrate_queue(source: Path, dsn: str, now: float, media_dir: Path | None = None) -> Moved:
+    """Copy the work in the SQLite queue at `source` into the PostgreSQL queue at `dsn`, with
+    the files in `media_dir` (default: `media` next to `source`, as in `var/`)."""
     commands, parts = _read(source, now - c.IDEMPOTENCY_WINDOW_SECONDS)
+    files = DiskMediaStore(media_dir or source.parent / c.MEDIA_DIR_NAME)
     target = PostgresQueue(dsn, pool_size=2)
     await target.open()  # creates or migrates the schema
     try:
         present = await target.existing([command.id for command in commands])
         fresh = [command for command in commands if command.id not in present]
+        # Files first: a command is never in PostgreSQL without its file.
+        copied = await copy_files(fresh, files, PgMediaStore(target))
         for start in range(0, len(fresh), CHUNK):
             await target.put(fresh[start : start + CHUNK])
         saved = 0
@@ -65,6 +75,7 @@ async def migrate_queue(source: Path, dsn: str, now: float) -> Moved:
         keys_only=sum(command.status.final for command in fresh),
         parts=saved,
         skipped=len(commands) - len(fresh),
+        files=copied,
     )
 
 

@@ -246,3 +246,9 @@ class Queue(ABC):
         """Telegram shows `version` of the thread, rendered as `digest` (and, after the first
         send, `message_id` is its message). An older version than the one recorded changes
         nothing."""
+
+    @abstractmethod
+    async def thread_message_gone(self, thread_id: str, message_id: int) -> None:
+        """The thread's message `message_id` is no longer in the chat (deleted there): forget
+        it, so that the next show sends a new message. Changes nothing when the thread points
+        at another message already."""

@@ -251,6 +251,11 @@ class MemoryQueue(Queue):
             if thread.message_id is None:
                 thread.message_id = message_id
 
+    async def thread_message_gone(self, thread_id: str, message_id: int) -> None:
+        thread = self._threads.get(thread_id)
+        if thread is not None and thread.message_id == message_id:
+            thread.message_id, thread.digest = None, None
+
     def _finish(self, command_id: str, status: Status, now: float, **fields: Any) -> None:
         command = self._commands[command_id]
         command.status, command.updated_at = status, now

@@ -126,6 +126,15 @@ async def save(
     return kept
 
 
+async def gone(conn: Conn, thread_id: str, message_id: int) -> None:
+    await conn.execute(
+        f"""UPDATE {THREADS_TABLE} SET message_id = NULL, digest = NULL
+            WHERE id = $1 AND message_id = $2""",
+        thread_id,
+        message_id,
+    )
+
+
 async def shown(
     conn: Conn, thread_id: str, version: int, message_id: int | None, digest: str
 ) -> None:

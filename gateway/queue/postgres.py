@@ -457,6 +457,10 @@ class PostgresQueue(Queue):
         async with self._connection() as conn:
             await pg_threads.shown(conn, thread_id, version, message_id, digest)
 
+    async def thread_message_gone(self, thread_id: str, message_id: int) -> None:
+        async with self._connection() as conn:
+            await pg_threads.gone(conn, thread_id, message_id)
+
     async def failed_updates(self, limit: int) -> list[FailedUpdate]:
         async with self._connection() as conn:
             rows = await conn.fetch(
@@ -489,6 +493,11 @@ class PostgresQueue(Queue):
             return
         for payload in payloads(items):
             await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """A pooled connection, for stores sharing the database (gateway/media/store_pg.py);
+        the database being unreachable becomes `StorageError`, as for the queue's own calls."""
+        return self._connection()
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:

@@ -439,16 +439,21 @@ class SqliteQueue(Queue):
         self, thread: Thread, expected: int, commands: Sequence[Command]
     ) -> list[Command] | None:
         rows = {command.id: _row(command) for command in commands}
+        state = thread_jobs.encode_state(thread.state)  # here, not in the database thread
 
         def insert(db: sqlite3.Connection, stored: Sequence[Command]) -> None:
-            for command in stored:
+            if not stored:
+                return
+            values: list[Any] = []
+            for command in stored:  # one statement, as for a batch of new commands
                 self._seq += 1
                 command.seq = self._seq
                 row = rows[command.id]
-                db.execute(insert_sql(1), (row[0], command.seq, *row[1:]))
+                values += (row[0], command.seq, *row[1:])
+            db.execute(insert_sql(len(stored)), values)
 
         return await self._write(
-            lambda db: thread_jobs.save(db, thread, expected, commands, insert)
+            lambda db: thread_jobs.save(db, thread, expected, commands, insert, state)
         )
 
     async def thread_shown(
@@ -457,6 +462,9 @@ class SqliteQueue(Queue):
         await self._write(
             lambda db: thread_jobs.mark_shown(db, thread_id, version, message_id, digest)
         )
+
+    async def thread_message_gone(self, thread_id: str, message_id: int) -> None:
+        await self._write(lambda db: thread_jobs.mark_gone(db, thread_id, message_id))
 
     # --- the connection ---------------------------------------------------------------------
 

@@ -153,15 +153,29 @@ def adopt_stored(
     return kept
 
 
+#: A thread's state as stored: compact, UTF-8 as is, no cycle check (it came from JSON).
+_STATE_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False
+)
+
+
+def encode_state(state: dict[str, Any]) -> str:
+    """A thread's state as stored. Done by the caller, before the job reaches the database
+    thread: that thread holds the GIL for what it runs in Python, and the event loop waits."""
+    return _STATE_ENCODER.encode(state)
+
+
 def save(
     db: sqlite3.Connection,
     thread: Thread,
     expected: int,
     commands: Sequence[Command],
     insert: Any,
+    state: str | None = None,
 ) -> list[Command] | None:
-    """The job of `Queue.save_thread`; `insert(db, commands)` stores commands. None on a
-    version conflict (someone else saved first)."""
+    """The job of `Queue.save_thread`; `insert(db, commands)` stores commands; `state` is
+    `encode_state(thread.state)` when the caller has it. None on a version conflict (someone
+    else saved first)."""
     row = db.execute(_STORED, (thread.id,)).fetchone()
     stored = row["version"] if row else 0
     if stored != expected:
@@ -171,28 +185,39 @@ def save(
     stored_commands = adopt_stored(
         thread, row, row is not None and row["pending_status"] == "queued", commands
     )
-    db.execute(
-        f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (id) DO UPDATE SET version = excluded.version,
-                pending = excluded.pending, closed = excluded.closed,
-                updated_at = excluded.updated_at, state = excluded.state""",
-        (
-            thread.id,
-            thread.inlet,
-            thread.chat,
-            thread.key,
-            thread.version,
-            thread.shown,
-            thread.message_id,
-            thread.pending,
-            int(thread.closed),
-            thread.created_at,
-            thread.updated_at,
-            thread.digest,
-            json.dumps(thread.state),  # the default encoder: its fast path
-        ),
-    )
+    encoded = encode_state(thread.state) if state is None else state
+    if row is not None:  # the common case: only what the inlet changes
+        db.execute(
+            _UPDATE,
+            (
+                thread.version,
+                thread.pending,
+                int(thread.closed),
+                thread.updated_at,
+                encoded,
+                thread.id,
+            ),
+        )
+    else:
+        db.execute(
+            f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                thread.id,
+                thread.inlet,
+                thread.chat,
+                thread.key,
+                thread.version,
+                thread.shown,
+                thread.message_id,
+                thread.pending,
+                int(thread.closed),
+                thread.created_at,
+                thread.updated_at,
+                thread.digest,
+                encoded,
+            ),
+        )
     if thread.closed:
         db.execute(
             f"DELETE FROM {THREADS_TABLE} WHERE closed = 1 AND updated_at < ?",
@@ -213,6 +238,18 @@ def mark_shown(
         (version, digest, version, message_id, thread_id),
     )
 
+
+def mark_gone(db: sqlite3.Connection, thread_id: str, message_id: int) -> None:
+    """The job of `Queue.thread_message_gone`."""
+    db.execute(
+        f"""UPDATE {THREADS_TABLE} SET message_id = NULL, digest = NULL
+            WHERE id = ? AND message_id = ?""",
+        (thread_id, message_id),
+    )
+
+
+_UPDATE: Final = f"""UPDATE {THREADS_TABLE} SET version = ?, pending = ?, closed = ?,
+    updated_at = ?, state = ? WHERE id = ?"""
 
 #: A thread's stored version and the worker's fields, with its pending command's status.
 _STORED: Final = f"""SELECT t.version, t.pending, t.message_id, t.shown, t.digest,

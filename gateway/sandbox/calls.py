@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.constants import PAID_BROADCAST_PARAM
 from gateway.sandbox.chats import Chat
 from gateway.sandbox.params import Params
 from gateway.sandbox.replies import ApiError, bad_request, forbidden, too_many_requests
+from gateway.sandbox.stars import BALANCE_TOO_LOW
 from gateway.sandbox.state import BotState, SandboxState
 
 MIGRATED = "group chat was upgraded to a supergroup chat"
@@ -101,12 +103,21 @@ def require_chat(call: Call, *, outgoing: bool = True) -> Chat:
 
 def admit_send(call: Call, chat: Chat, messages: int = 1) -> None:
     """Apply the flood limits to a counted call (429 when over a limit); an album counts as
-    its `messages` once admitted."""
-    outcome = call.sandbox.flood.admit(call.bot.bot_id, chat.id, messages=messages)
+    its `messages` once admitted. With `allow_paid_broadcast` (and paid broadcast enabled)
+    the bot's Stars pay for it, or it is refused (`gateway.sandbox.stars`)."""
+    flood, stars = call.sandbox.flood, call.bot.stars
+    paid = flood.paid_enabled() and call.params.boolean(PAID_BROADCAST_PARAM)
+    if paid and not stars.can_pay(messages):
+        stars.refused += 1
+        raise bad_request(BALANCE_TOO_LOW)
+    outcome = flood.admit(call.bot.bot_id, chat.id, messages=messages, paid=paid)
     if isinstance(outcome, float):
         call.sandbox.stats.flood_429 += 1
         raise too_many_requests(outcome)
-    call.sandbox.stats.record_send(outcome)
+    if paid:
+        stars.charge(messages)
+    stars.record(chat.id, messages, paid)
+    call.sandbox.stats.record_send(outcome, messages)
 
 
 def message_id_param(call: Call, name: str = "message_id") -> int:

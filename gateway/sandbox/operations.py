@@ -5,7 +5,10 @@
   `update_id`, `type`, `chat_id`, `attempts`, `last_error`, `update`)
 - `GET /sandbox/bots/{bot_id}/callbacks` → `{"callbacks": [...]}` with the bot's answers
 - `GET /sandbox/limits`, `PUT /sandbox/limits` `{"global_per_second"?, "chat_per_second"?,
-  "group_per_minute"?}` → the limits in force
+  "group_per_minute"?, "paid_per_second"?}` → the limits in force (`paid_per_second` 0: paid
+  broadcast off)
+- `GET /sandbox/stars[?bot_id=]`, `PUT /sandbox/stars` `{"balance", "bot_id"?}` → a bot's Stars
+  balance, paid messages, Stars spent, refusals and recent counted sends (`gateway.sandbox.stars`)
 - `GET /sandbox/faults`, `POST /sandbox/faults` `{"method", "count"?, "kind"?, "status"?,
   "retry_after"?, "bot_id"?}`, `DELETE /sandbox/faults` → `{"faults": [...]}`
 - `GET /sandbox/stats`, `DELETE /sandbox/stats` → the counters (see `gateway.sandbox.stats`)
@@ -15,9 +18,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.sandbox.control import ControlError, control, json_object, known_bot, sandbox_of
+from gateway.sandbox.control import (
+    ControlError,
+    choose_bot,
+    control,
+    json_object,
+    known_bot,
+    sandbox_of,
+)
 from gateway.sandbox.faults import Fault
 from gateway.sandbox.limits import FloodLimits
+from gateway.sandbox.stars import stars_to_tenths
 from gateway.sandbox.stats import Stats
 
 ROUTES = web.RouteTableDef()
@@ -81,6 +92,32 @@ async def put_limits(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         raise ControlError(400, str(exc)) from None
     return web.json_response(flood.limits.as_dict())
+
+
+@ROUTES.get("/sandbox/stars")
+@control
+async def get_stars(request: web.Request) -> web.Response:
+    """A bot's paid-broadcast account: balance, paid messages, Stars spent, recent sends."""
+    bot = choose_bot(request)
+    return web.json_response(bot.stars.as_dict(bot.bot_id))
+
+
+@ROUTES.put("/sandbox/stars")
+@control
+async def put_stars(request: web.Request) -> web.Response:
+    """Set a bot's Stars balance (`{"balance": 12.5}`); a bot not seen yet is created."""
+    body = await json_object(request)
+    unknown = set(body) - {"balance", "bot_id"}
+    if unknown:
+        raise ControlError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "balance" not in body:
+        raise ControlError(400, "'balance' is required (a number of Stars)")
+    bot = choose_bot(request, body, create=True)
+    try:
+        bot.stars.balance_tenths = stars_to_tenths(body["balance"])
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    return web.json_response(bot.stars.as_dict(bot.bot_id))
 
 
 @ROUTES.get("/sandbox/faults")

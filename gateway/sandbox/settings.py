@@ -12,6 +12,7 @@ from gateway.constants import (
     TELEGRAM_CHAT_PER_SECOND,
     TELEGRAM_GLOBAL_PER_SECOND,
     TELEGRAM_GROUP_PER_MINUTE,
+    TELEGRAM_PAID_PER_SECOND,
 )
 
 
@@ -25,6 +26,9 @@ class SandboxSettings:
     - ``chat_per_second``: accepted sends per chat in any 1 s window (below 1, one send per
       ``1 / chat_per_second`` seconds).
     - ``group_per_minute``: accepted sends per group chat (negative id) in any 60 s window.
+    - ``paid_per_second``: with ``allow_paid_broadcast``, sends above ``global_per_second`` are
+      accepted up to this many per bot in any 1 s window (all sends counted), for 0.1 Star
+      each from the bot's balance; 0: paid broadcast not enabled (the flag changes nothing).
 
     Webhook delivery (see `gateway.sandbox.delivery`):
 
@@ -51,6 +55,7 @@ class SandboxSettings:
     global_per_second: float = TELEGRAM_GLOBAL_PER_SECOND
     chat_per_second: float = TELEGRAM_CHAT_PER_SECOND
     group_per_minute: int = TELEGRAM_GROUP_PER_MINUTE
+    paid_per_second: float = TELEGRAM_PAID_PER_SECOND
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 60.0
     webhook_timeout_seconds: float = 60.0
@@ -66,6 +71,8 @@ class SandboxSettings:
         for name in ("global_per_second", "chat_per_second", "group_per_minute"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SandboxSettings.{name} must be positive")
+        if not self.paid_per_second >= 0:
+            raise ValueError("SandboxSettings.paid_per_second must be 0 (off) or positive")
         if self.retry_base_seconds < 0 or self.retry_cap_seconds < 0:
             raise ValueError("SandboxSettings retry timings must not be negative")
         if self.set_webhook_interval_seconds < 0:

@@ -22,6 +22,7 @@ from gateway.sandbox.files import SandboxFiles
 from gateway.sandbox.keyboards import inline_keyboard
 from gateway.sandbox.limits import FloodControl, FloodLimits
 from gateway.sandbox.settings import SandboxSettings
+from gateway.sandbox.stars import StarAccount
 from gateway.sandbox.stats import Stats
 from gateway.sandbox.updates import ALL_UPDATE_TYPES, DEFAULT_ALLOWED, UpdateQueue
 
@@ -87,6 +88,8 @@ class BotState:
         self.commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self.callbacks: dict[str, CallbackRecord] = {}
         self.poller: asyncio.Future[str | None] | None = None
+        #: Paid broadcast: the Stars balance and recent counted sends (gateway.sandbox.stars).
+        self.stars = StarAccount()
 
     def __repr__(self) -> str:
         return f"BotState(bot_id={self.bot_id}, username={self.username!r})"
@@ -227,7 +230,9 @@ class SandboxState:
     def __post_init__(self) -> None:
         s = self.settings
         self.flood = FloodControl(
-            FloodLimits(s.global_per_second, s.chat_per_second, s.group_per_minute)
+            FloodLimits(
+                s.global_per_second, s.chat_per_second, s.group_per_minute, s.paid_per_second
+            )
         )
 
     def authenticate(self, token: str) -> BotState | None:

@@ -26,6 +26,10 @@ class Stats:
     max_global_per_second: int = 0
     max_chat_per_second: int = 0
     max_group_per_minute: int = 0
+    #: Peak of sends without allow_paid_broadcast in 1 s (the free limit's count).
+    max_free_per_second: int = 0
+    #: Messages accepted as paid broadcasts (an album of N counts N).
+    paid_sends: int = 0
     webhook_deliveries: int = 0
     webhook_failures: int = 0
 
@@ -37,9 +41,12 @@ class Stats:
         """A Bot API call was answered with `status`."""
         self.statuses[status] += 1
 
-    def record_send(self, admission: Admission) -> None:
-        """A counted call was accepted."""
+    def record_send(self, admission: Admission, messages: int = 1) -> None:
+        """A counted call (of `messages` messages) was accepted."""
         self.total_sends += 1
+        self.max_free_per_second = max(self.max_free_per_second, admission.free_last_second)
+        if admission.paid:
+            self.paid_sends += messages
         self.max_global_per_second = max(self.max_global_per_second, admission.global_last_second)
         self.max_chat_per_second = max(self.max_chat_per_second, admission.chat_last_second)
         if admission.group_last_minute is not None:
@@ -57,6 +64,8 @@ class Stats:
             "max_global_per_second": self.max_global_per_second,
             "max_chat_per_second": self.max_chat_per_second,
             "max_group_per_minute": self.max_group_per_minute,
+            "max_free_per_second": self.max_free_per_second,
+            "paid_sends": self.paid_sends,
             "webhook_deliveries": self.webhook_deliveries,
             "webhook_failures": self.webhook_failures,
         }
