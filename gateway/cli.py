@@ -508,17 +508,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_backup(args: argparse.Namespace) -> int:
     from gateway.config import path_setting
-    from gateway.ops.backup import backup_database
+    from gateway.ops.backup import backup_database, backup_media
 
+    target = Path(args.path)
+    media_target = target.with_name(target.name + ".media")
     try:
         source = path_setting(args.config, os.environ, "queue", "path")
-        info = backup_database(source, Path(args.path))
+        media_dir = path_setting(args.config, os.environ, "media", "dir")
+        if media_target.exists():
+            raise ConfigError(f"{media_target} already exists; choose a new name for the backup")
+        info = backup_database(source, target)
+        media = backup_media(target, media_dir, media_target)
     except ConfigError as exc:
         return _fail(str(exc))
     print(
         f"backed up {source} to {info.path}: {info.commands} command(s), "
         f"schema version {info.schema_version}, {info.size} bytes"
     )
+    if media is not None:
+        print(
+            f"and {media.files} file(s) queued commands still need to {media.directory} "
+            f"({media.size} bytes); restore them into [media] dir ({media_dir})"
+        )
+        if media.missing:
+            print(
+                f"warning: {media.missing} file(s) were gone (their commands were delivered "
+                "after the snapshot was taken)",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -16,7 +16,15 @@ from gateway.certs import write_certificate
 from gateway.clients import add_client
 from gateway.errors import ConfigError
 from gateway.ops.backup import backup_database
-from tests.conftest import TOKEN, USER, GatewayFactory, Workspace, free_loopback_address
+from tests.conftest import (
+    TOKEN,
+    USER,
+    GatewayFactory,
+    Sandbox,
+    Workspace,
+    free_loopback_address,
+)
+from tests.test_media import file_bytes, upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -107,3 +115,64 @@ def test_backup_never_overwrites_and_names_a_missing_database(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="no queue database"):
         backup_database(tmp_path / "missing.db", tmp_path / "new.db")
     assert not (tmp_path / "new.db").exists()
+
+
+async def test_backup_carries_the_files_of_queued_commands(
+    gateway_factory: GatewayFactory, workspace: Workspace, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Documents queued to one chat (1 a second) are mostly undelivered when the backup runs:
+    their files go into `<backup>.media`, and a gateway restored from the copy sends them."""
+    documents = {f"d{n}": os.urandom(20_000 + n) for n in range(6)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    backup = tmp_path / "copy.db"
+    await sandbox.create_chat(USER)
+    async with gateway_factory() as gw:
+        for name, data in documents.items():
+            status, body = await upload(
+                gw,
+                {"chat_id": USER, "document": f"attach://{name}", "text": name},
+                {name: (data, f"{name}.bin", "application/octet-stream")},
+            )
+            assert status == 202, body
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gateway", "backup", str(backup)],
+            cwd=workspace.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    media = tmp_path / "copy.db.media"
+    db = sqlite3.connect(backup)
+    pending = {
+        row[0]
+        for row in db.execute("SELECT id FROM commands WHERE status IN ('queued', 'sending')")
+    }
+    db.close()
+    assert pending, "every document was sent before the backup: nothing to carry"
+    assert f"file(s) queued commands still need to {media}" in done.stdout
+    copied = [p for p in media.iterdir() if not p.name.endswith(".refs")]
+    assert len(copied) == len(pending)
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in copied)
+    assert media.stat().st_mode & 0o777 == 0o700
+
+    # Restore into a fresh directory: the copy as var/gateway.db, the files into var/media.
+    fresh = tmp_path / "restored"
+    restored = Workspace(fresh, free_loopback_address())
+    restored.write("config/secrets/bot_api.txt", TOKEN + "\n")
+    restored.write("config/secrets/allowed_user.txt", f"{USER}\n")
+    write_certificate(fresh / "certs", restored.host, 30)
+    restored.token, _ = add_client(restored.clients_file, "tests")
+    (fresh / "var").mkdir(mode=0o700)
+    shutil.copy2(backup, fresh / "var/gateway.db")
+    shutil.copytree(media, fresh / "var/media")
+    workspace.root, workspace.host, workspace.token = fresh, restored.host, restored.token
+    async with gateway_factory() as gw:
+        for command_id in pending:
+            command = await gw.command(command_id, wait=30)
+            assert command["status"] == "sent", command
+            document = command["result"]["document"]
+            caption = command["result"]["caption"]
+            assert await file_bytes(sandbox, document["file_id"]) == documents[caption]
