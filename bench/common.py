@@ -235,12 +235,18 @@ async def sandbox_process(
 
 @asynccontextmanager
 async def gateway_process(
-    ws: Workspace, sandbox_url: str, http: aiohttp.ClientSession, env: dict[str, str] | None = None
+    ws: Workspace,
+    sandbox_url: str,
+    http: aiohttp.ClientSession,
+    env: dict[str, str] | None = None,
+    log_level: str = "warning",
 ) -> AsyncIterator[Service]:
-    """`python -m gateway run` in the workspace with the durable SQLite queue."""
+    """`python -m gateway run` in the workspace with the durable SQLite queue (`log_level`
+    "info", the gateway's default, writes an access log line per request)."""
+    argv = [*GATEWAY_ARGV[:-1], log_level]
     async with running(
         "gateway",
-        GATEWAY_ARGV,
+        argv,
         ws.root,
         gateway_env(ws, sandbox_url, env),
         ws.gateway_url,

@@ -309,7 +309,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             bare_http = await stack.enter_async_context(https_session(bare_ws, args.concurrency))
             sandbox = await stack.enter_async_context(sandbox_process(root, control))
             await create_chats(control, sandbox.url, range(1, CHATS + 1))
-            gw = await stack.enter_async_context(gateway_process(ws, sandbox.url, gw_http))
+            gw = await stack.enter_async_context(
+                gateway_process(ws, sandbox.url, gw_http, log_level=args.gateway_log_level)
+            )
             bare = await stack.enter_async_context(bare_process(bare_ws, bare_http))
             targets = [Target("gateway", gw, gw_http), Target("bare", bare, bare_http)]
             if args.durable_baseline:
@@ -339,6 +341,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "seconds": args.seconds,
             "warmup": args.warmup,
             "concurrency": args.concurrency,
+            "gateway_log_level": args.gateway_log_level,
             "client": "wrk -t1" if args.client == "wrk" else "aiohttp (this process)",
             "chats": CHATS,
             "gateway_paused_during_bare_rounds": not args.no_pause,
@@ -362,6 +365,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--gateway-log-level",
+        choices=["warning", "info"],
+        default="warning",
+        help="the gateway's --log-level (info, its default, adds the access log)",
+    )
     parser.add_argument(
         "--no-pause", action="store_true", help="keep the gateway running in bare rounds"
     )

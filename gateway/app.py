@@ -119,7 +119,9 @@ def create_app(
     store = app[keys.QUEUE]
     if isinstance(store, PostgresQueue):
         address = f"{config.server.host}:{config.server.port}"
-        app[keys.REPLICA] = Replica(config.queue_dsn.reveal(), store, app[keys.WORKER], address)
+        app[keys.REPLICA] = Replica(
+            config.queue_dsn.reveal(), store, app[keys.WORKER], address, flood=flood
+        )
     delivery = _leadership_task if keys.REPLICA in app else _worker_task
     app.cleanup_ctx.extend(
         [

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "gwt_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ANY = "*"
+#: Compared against when no client has the presented token's hash (never a SHA-256 hex).
+_NO_CLIENT = "-" * 64
 
 
 def hash_token(token: str) -> str:
@@ -81,7 +83,9 @@ class ClientRegistry:
         self.path = path
         #: Clients that live in memory only (sandbox mode's demo client).
         self._extra = tuple(extra)
-        self._clients: tuple[ApiClient, ...] = self._extra
+        self._clients: tuple[ApiClient, ...] = ()
+        self._by_hash: dict[str, ApiClient] = {}
+        self._use(self._extra)
         self._stamp: tuple[float, int] | None = None
 
     @property
@@ -90,7 +94,7 @@ class ClientRegistry:
 
     def load(self) -> None:
         """Read the file; a missing file means no clients. Raises ConfigError on a bad file."""
-        self._clients = (*read_clients(self.path), *self._extra)
+        self._use((*read_clients(self.path), *self._extra))
         self._stamp = _stamp(self.path)
 
     def reload_if_changed(self, force: bool = False) -> bool:
@@ -104,18 +108,26 @@ class ClientRegistry:
             logger.error("API clients not reloaded, keeping the previous ones: %s", exc)
             self._stamp = stamp
             return False
-        self._clients, self._stamp = clients, stamp
+        self._use(clients)
+        self._stamp = stamp
         logger.info("API clients reloaded: %d client(s)", len(clients))
         return True
 
+    def _use(self, clients: tuple[ApiClient, ...]) -> None:
+        self._clients = clients
+        # By hash: a lookup per request however many clients there are (the last of two
+        # clients sharing a token wins, as the scan over all of them used to decide).
+        self._by_hash = {client.token_sha256: client for client in clients}
+
     def authenticate(self, token: str) -> ApiClient | None:
-        """The client whose token this is. Compares against every client in constant time."""
-        presented = hash_token(token).encode()
-        found: ApiClient | None = None
-        for client in self._clients:
-            if hmac.compare_digest(presented, client.token_sha256.encode()):
-                found = client
-        return found
+        """The client whose token this is: found by the token's SHA-256 (a dict lookup on a
+        hash reveals nothing about the token), then compared in constant time."""
+        presented = hash_token(token)
+        client = self._by_hash.get(presented)
+        expected = client.token_sha256 if client is not None else _NO_CLIENT
+        if hmac.compare_digest(presented.encode(), expected.encode()) and client is not None:
+            return client
+        return None
 
     def get(self, name: str) -> ApiClient | None:
         return next((client for client in self._clients if client.name == name), None)

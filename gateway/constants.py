@@ -131,6 +131,11 @@ LEADER_CHECK_SECONDS: Final = 1.0
 LEADER_KEEPALIVE_IDLE: Final = 2
 LEADER_KEEPALIVE_INTERVAL: Final = 1
 LEADER_KEEPALIVE_COUNT: Final = 2
+#: A pooled connection left idle inside a transaction this long is ended by the server. A claim
+#: holds a share lock on the leadership row until its transaction ends; a leader cut off in
+#: the middle of one (its answers lost) would otherwise block the next leader's takeover until
+#: its own command timeout, or for ever if its packets never reach the server again.
+PG_IDLE_IN_TRANSACTION_SECONDS: Final = 2
 #: A new leader waits this long before its first send: the old leader's last sends leave
 #: Telegram's one-second windows first (the new leader's flood control starts empty).
 LEADER_TAKEOVER_PAUSE_SECONDS: Final = 1.0

@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -399,6 +399,22 @@ class FloodController:
                 state.group = state.group.reconfigured(group_count, group_window, margin)
         self._longest_span = self._compute_longest_span()
         self._next_sweep = min(self._next_sweep, self._clock() + self._longest_span)
+
+    def recall(self, chat_id: ChatId, ages: Iterable[float]) -> None:
+        """Count sends to ``chat_id`` made elsewhere ``ages`` seconds ago (a new leader takes
+        in its predecessor's last minute), in the chat's and the group's windows.
+
+        The bot-wide window is left alone: a new leader waits longer than it before sending.
+        """
+        now = self._clock()
+        key = _chat_key(chat_id)
+        state = self._chats.get(key)
+        if state is None:
+            state = self._chats[key] = self._new_state(key)
+        times = [now - age for age in ages]
+        state.window.merge(times)
+        if state.group is not None:
+            state.group.merge(times)
 
     def forget_idle(self, older_than: float = 0.0) -> int:
         """Drop the state of chats with no send for ``older_than`` seconds and no pause.

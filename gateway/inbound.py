@@ -67,6 +67,33 @@ class AllowedUsers(BaseMiddleware):
         return None
 
 
+def ignorable_stranger(
+    data: dict[str, Any], allowed: frozenset[int], refusal_text: str
+) -> int | None:
+    """The sender's id when the raw update is a message from someone not allowed that gets no
+    answer at all (no refusal text for a private chat), else None.
+
+    Decided on the JSON as Telegram sent it, before aiogram builds a model: such an update is
+    acknowledged without being validated, handled or stored (`AllowedUsers` would stop it
+    before any handler, and nothing it leads to would change on a re-send). Anything else —
+    an allowed sender, a tap (answered), a refusal to send, a shape that is not plainly a
+    message with a sender — takes the full path.
+    """
+    message = data.get("message")
+    if len(data) != 2 or not isinstance(message, dict):
+        return None
+    sender = message.get("from")
+    user_id = sender.get("id") if isinstance(sender, dict) else None
+    if type(user_id) is not int or user_id in allowed:
+        return None
+    if refusal_text:
+        chat = message.get("chat")
+        chat_type = chat.get("type") if isinstance(chat, dict) else None
+        if not isinstance(chat_type, str) or chat_type == "private":
+            return None
+    return user_id
+
+
 def help_text(routes: Iterable[Route], user_id: int) -> str:
     """What the gateway offers this user: its own commands and the routes they may use."""
     lines = [

@@ -9,9 +9,7 @@ then all see the client's address, not the proxy's.
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.web_log import AccessLogger
 from aiohttp.web_request import BaseRequest
-from aiohttp.web_response import StreamResponse
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -49,16 +47,6 @@ async def real_client(request: web.Request, handler: Handler) -> web.StreamRespo
     if address is not None and address != request.remote:
         request = request.clone(remote=address)
     return await handler(request)
-
-
-class ClientAccessLogger(AccessLogger):
-    """aiohttp's access log line, with the client's address instead of the proxy's."""
-
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        address = client_address(request)
-        if address is not None and address != request.remote:
-            request = request.clone(remote=address)
-        super().log(request, response, time)
 
 
 def certificate_to_upload(config: Config, served: CertificateInfo | None) -> bytes | None:

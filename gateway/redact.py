@@ -29,6 +29,10 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self._secrets = tuple(s for s in secrets if s)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         clean = redact(message, self._secrets)
@@ -42,8 +46,15 @@ class RedactingFilter(logging.Filter):
 
 
 def install(secrets: Iterable[str] = ()) -> RedactingFilter:
-    """Attach a redacting filter to every handler of the root logger."""
-    flt = RedactingFilter(secrets)
+    """Attach a redacting filter to every handler of the root logger. Installing again (once
+    the configuration has revealed more secrets) replaces the filter with one that scrubs all
+    of them: each line is scrubbed once, not once per install."""
+    known = [*secrets]
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            known += [s for s in old.secrets if s not in known]
+            handler.removeFilter(old)
+    flt = RedactingFilter(known)
     for handler in logging.getLogger().handlers:
         handler.addFilter(flt)
     return flt

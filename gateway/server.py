@@ -21,6 +21,7 @@ from aiogram.types import BotCommand, BufferedInputFile
 from aiohttp import web
 
 from gateway import keys
+from gateway.accesslog import ClientAccessLogger
 from gateway.app import create_app
 from gateway.certs import (
     CertificateInfo,
@@ -35,7 +36,7 @@ from gateway.constants import SET_WEBHOOK_ATTEMPTS, SET_WEBHOOK_MAX_RETRY_AFTER_
 from gateway.errors import CertificateError, StartupError
 from gateway.inbound import allowed_updates, bot_commands
 from gateway.listener import BoundedSite, connection_limits
-from gateway.proxy import ClientAccessLogger, certificate_to_upload
+from gateway.proxy import certificate_to_upload
 from gateway.redact import redact
 from gateway.sandbox import SandboxAccessLogger, SandboxSettings, create_sandbox_app
 

@@ -7,6 +7,7 @@ bot-wide free and paid tiers, each chat, each group).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 
 class SlidingWindow:
@@ -90,6 +91,12 @@ class SlidingWindow:
         """
         last = self.last
         return last is None or last + max(idle_for, self._span) <= now
+
+    def merge(self, times: Iterable[float]) -> None:
+        """Take in events recorded elsewhere (in order with this window's own)."""
+        merged = sorted([*self._events, *times])
+        self._events.clear()
+        self._events.extend(merged)  # maxlen keeps only the newest ``count``
 
     def reconfigured(self, count: int, window: float, margin: float) -> SlidingWindow:
         """A window with new limits that remembers the most recent events of this one."""

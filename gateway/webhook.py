@@ -25,11 +25,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway import constants as c
-from gateway import keys, rawupdate
+from gateway import inbound, keys, rawupdate
 from gateway.http import error_response
+from gateway.inbound import ignorable_stranger
 from gateway.queue.base import FailedUpdate, UpdateRecord
 
 logger = logging.getLogger(__name__)
+#: The handlers' logger: a stranger's update is logged there whichever path it takes.
+inbound_logger = logging.getLogger(inbound.__name__)
+#: Telegram reads nothing but the status; one body for every acknowledgement.
+_OK = b'{"ok": true}'
 
 
 async def handle_update(request: web.Request) -> web.Response:
@@ -60,8 +65,16 @@ async def handle_update(request: web.Request) -> web.Response:
             400, "invalid_update", "the body is not a JSON object with an integer update_id"
         )
     assert isinstance(data, dict)
+    stranger = ignorable_stranger(data, config.allowed_users, config.telegram.refusal_text)
+    if stranger is not None:
+        app[keys.METRICS].updates.labels("message").inc()
+        if inbound_logger.isEnabledFor(logging.INFO):
+            inbound_logger.info(
+                "ignored message update %d from user %d: not allowed", number, stranger
+            )
+        return web.Response(body=_OK, content_type="application/json")
     await _accept(app, data, number, body)
-    return web.json_response({"ok": True})
+    return web.Response(body=_OK, content_type="application/json")
 
 
 async def _accept(app: web.Application, data: dict[str, Any], number: int, body: bytes) -> None:

@@ -11,26 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from contextlib import AsyncExitStack
 
 import aiohttp
 import asyncpg
 import pytest
 
-from gateway.certs import client_ssl_context, write_certificate
+from gateway.certs import client_ssl_context
 from gateway.sandbox import SandboxSettings
-from tests.conftest import Sandbox, Workspace, free_loopback_address, terminate
+from tests.cluster_helpers import Replica, health, make_replica, started
+from tests.conftest import Sandbox, Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -42,83 +35,6 @@ CONCURRENCY = 12
 @pytest.fixture
 def sandbox_settings() -> SandboxSettings:
     return SandboxSettings(global_per_second=200, chat_per_second=50)
-
-
-@dataclass
-class Replica:
-    name: str
-    root: Path
-    host: str
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"https://{self.host}:8443"
-
-
-def replica_env(replica: Replica, sandbox: Sandbox, dsn: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        {
-            "GATEWAY_SERVER_HOST": replica.host,
-            "GATEWAY_SERVER_PUBLIC_URL": replica.base,
-            "GATEWAY_TELEGRAM_API_BASE": sandbox.url,
-            "GATEWAY_QUEUE_BACKEND": "postgres",
-            "GATEWAY_QUEUE_DSN": dsn,
-            "GATEWAY_FLOOD_GLOBAL_PER_SECOND": "100",
-            "GATEWAY_FLOOD_CHAT_PER_SECOND": "20",
-        }
-    )
-    return env
-
-
-def make_replica(workspace: Workspace, name: str, taken: list[str]) -> Replica:
-    """A workspace like `workspace` (same bot, secrets and API client), on its own address."""
-    if name == "r0":
-        return Replica(name, workspace.root, workspace.host)
-    host = free_loopback_address()
-    while host in taken:
-        host = free_loopback_address()
-    root = workspace.root / name
-    shutil.copytree(workspace.root / "config", root / "config")
-    write_certificate(root / "certs", host, 30)
-    return Replica(name, root, host)
-
-
-async def health(http: aiohttp.ClientSession, replica: Replica) -> dict[str, Any] | None:
-    try:
-        async with http.get(f"{replica.base}/healthz") as resp:
-            body: dict[str, Any] = await resp.json()
-            return body if resp.status == 200 else None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
-
-
-@asynccontextmanager
-async def started(
-    replica: Replica, sandbox: Sandbox, dsn: str, http: aiohttp.ClientSession
-) -> AsyncIterator[Replica]:
-    log = replica.root / f"{replica.name}.log"
-    with log.open("ab") as out:
-        replica.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--log-level", "info"],
-            cwd=replica.root,
-            env=replica_env(replica, sandbox, dsn),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        for _ in range(300):
-            if replica.proc.poll() is not None:
-                raise AssertionError(f"{replica.name} exited: {log.read_text()[-2000:]}")
-            if await health(http, replica) is not None:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"{replica.name} did not become ready")
-        yield replica
-    finally:
-        terminate(replica.proc)
 
 
 async def test_the_leader_is_killed_twice_mid_stream_and_nothing_is_lost(

@@ -167,7 +167,6 @@ ERROR_SOURCES: dict[str, list[tuple[str, str]]] = {
     "media/service.py": [ENQUEUE],
     "media/fetch.py": [ENQUEUE],
     "media/door.py": [ENQUEUE],
-
     "inlets/receiver.py": [INLET],
     "inlets/alertmanager.py": [INLET],
     "inlets/events.py": [INLET],

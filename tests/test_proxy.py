@@ -49,6 +49,15 @@ def nginx(
     for old, new in replacements.items():
         assert old in site, old
         site = site.replace(old, new)
+    with run_nginx(workdir, site):
+        yield
+
+
+@contextmanager
+def run_nginx(workdir: Path, site: str) -> Iterator[None]:
+    """nginx in the foreground with `site` in its http block and its files under `workdir`;
+    stopped (SIGTERM, then SIGKILL) when the block ends."""
+    assert NGINX is not None
     temp = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     main = "\n".join(
         [

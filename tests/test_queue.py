@@ -1006,6 +1006,7 @@ async def _finish_each_way(queue: Queue, now: float) -> dict[Status, Command]:
             await queue.settle_question(command.id, status, {"answer": "a"}, now)
     return commands
 
+
 def show(thread: Thread, chat: int = -100) -> Command:
     return Command(THREAD_METHOD, {"chat_id": chat}, meta={"thread": thread.id})
 

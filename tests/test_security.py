@@ -346,6 +346,24 @@ def test_clients_file_keeps_hashes_only(workspace: Workspace) -> None:
     assert oct(workspace.clients_file.stat().st_mode & 0o777) == "0o600"
 
 
+def test_each_client_is_found_by_its_own_token_only(workspace: Workspace) -> None:
+    from gateway.clients import ClientRegistry
+
+    path = workspace.clients_file
+    tokens = {name: add_client(path, name)[0] for name in ("one", "two", "three")}
+    registry = ClientRegistry(path)
+    registry.load()
+    for name, token in tokens.items():
+        found = registry.authenticate(token)
+        assert found is not None and found.name == name
+    for wrong in ("", tokens["one"][:-1], tokens["one"] + "x", "gwt_" + "A" * 43):
+        assert registry.authenticate(wrong) is None
+    revoke_client(path, "two")
+    assert registry.reload_if_changed(force=True)
+    assert registry.authenticate(tokens["two"]) is None
+    assert registry.authenticate(tokens["three"]) is not None
+
+
 def test_a_broken_clients_file_keeps_the_previous_clients(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

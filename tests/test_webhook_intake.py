@@ -321,3 +321,25 @@ def test_the_cli_explains_a_missing_database(tmp_path: Any) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: no queue database at {tmp_path / 'nothing.db'}"
+
+
+async def test_a_strangers_message_is_acknowledged_without_being_read(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Decided on the raw JSON: a stranger's message (no refusal text configured) is never
+    validated, handled or stored — an invalid one is no dead letter, a re-send no repeat."""
+    caplog.set_level(logging.INFO, logger="gateway.inbound")
+    stranger = {"update_id": 700, "message": odd_command(700, "/deploy", user_id=OTHER_USER)}
+    for _ in range(2):
+        assert await post_update(gateway, stranger) == 200
+    assert f"ignored message update 700 from user {OTHER_USER}: not allowed" in caplog.text
+    assert await metric(gateway, "gateway_updates_unparsed_total") == 0
+    assert await metric(gateway, "gateway_updates_repeated_total") == 0
+    # The same message from the allowed user takes the full path: a dead letter, handled once.
+    mine = {"update_id": 701, "message": odd_command(701, "/frobnicate")}
+    for _ in range(2):
+        assert await post_update(gateway, mine) == 200
+    assert await metric(gateway, "gateway_updates_unparsed_total") == 1
+    assert await metric(gateway, "gateway_updates_repeated_total") == 1
+    async with gateway.http.get(f"{gateway.url}/metrics", headers=gateway.auth) as resp:
+        assert 'gateway_webhook_updates_total{type="message"} 3.0' in await resp.text()

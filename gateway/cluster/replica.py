@@ -12,8 +12,10 @@ from typing import Any
 
 from gateway import constants as c
 from gateway.cluster.leadership import Leadership
+from gateway.cluster.recent import recall_recent_sends
 from gateway.delivery import Worker
 from gateway.errors import GatewayError
+from gateway.flood import FloodController
 from gateway.queue.postgres import PostgresQueue
 
 logger = logging.getLogger(__name__)
@@ -25,9 +27,18 @@ class Replica:
     """Runs the worker while this replica leads, and registers the webhook once per
     leadership (Telegram allows one setWebhook a second: followers never call it)."""
 
-    def __init__(self, dsn: str, queue: PostgresQueue, worker: Worker, address: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        queue: PostgresQueue,
+        worker: Worker,
+        address: str,
+        flood: FloodController | None = None,
+    ) -> None:
         queue.clustered = True
+        self._queue = queue
         self._worker = worker
+        self._flood = flood
         self._task: asyncio.Task[None] | None = None
         self._register: Registrar | None = None
         self.leadership = Leadership(
@@ -58,6 +69,10 @@ class Replica:
 
     async def _elected(self, epoch: int) -> None:
         if epoch > 1:  # someone led before: let its last second of sends pass
+            if self._flood is not None:  # and keep to the minute windows it was counting
+                recalled = await recall_recent_sends(self._queue, self._flood)
+                if recalled:
+                    logger.info("leadership: %d recent send(s) counted in flood control", recalled)
             await asyncio.sleep(c.LEADER_TAKEOVER_PAUSE_SECONDS)
         await self._worker.prepare()
         self._task = asyncio.create_task(self._worker.run(), name=f"queue worker {epoch}")

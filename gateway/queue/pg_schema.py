@@ -19,7 +19,7 @@ import asyncpg
 
 from gateway import constants as c
 from gateway.errors import StartupError
-from gateway.queue import pg_media, pg_threads
+from gateway.queue import pg_media, pg_recent, pg_threads
 from gateway.queue.schema import (
     COMMANDS_TABLE,
     FAILED_UPDATES_TABLE,
@@ -120,7 +120,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     ),
     # Inlets: the message each alert group (or storm) is shown in (gateway/queue/threads.py).
     2: pg_threads.MIGRATION,
-    3: (),  # placeholder: another branch's step (reconciled at merge)
+    # What a new leader reads to keep its predecessor's flood limits (gateway/cluster/recent.py).
+    3: pg_recent.MIGRATION,
     # Files (gateway/queue/pg_media.py): every replica can send every file.
     4: pg_media.MIGRATION,
 }

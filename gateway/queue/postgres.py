@@ -31,7 +31,7 @@ import asyncpg
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.errors import StartupError, StorageError
-from gateway.queue import pg_shared, pg_threads
+from gateway.queue import pg_recent, pg_shared, pg_threads
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
 from gateway.queue.pg_rows import Conn, command_of, count, insert, payloads, with_parts
 from gateway.queue.pg_schema import LEADERSHIP_TABLE, migrate
@@ -108,6 +108,15 @@ class PostgresQueue(Queue):
                 max_size=self._pool_size,
                 timeout=c.PG_CONNECT_TIMEOUT,
                 command_timeout=c.PG_COMMAND_TIMEOUT,
+                server_settings={
+                    "idle_in_transaction_session_timeout": str(
+                        c.PG_IDLE_IN_TRANSACTION_SECONDS * 1000
+                    ),
+                    # The server notices a replica that vanished mid-statement, too.
+                    "tcp_keepalives_idle": str(c.LEADER_KEEPALIVE_IDLE),
+                    "tcp_keepalives_interval": str(c.LEADER_KEEPALIVE_INTERVAL),
+                    "tcp_keepalives_count": str(c.LEADER_KEEPALIVE_COUNT),
+                },
             )
         except (*UNAVAILABLE, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise StartupError(f"cannot open the queue database {self.where}: {exc}") from None
@@ -485,6 +494,11 @@ class PostgresQueue(Queue):
         async with self._connection() as conn:
             await pg_shared.save_migrated_chat(conn, lane, chat_id)
 
+    async def recent_sends(self, since: float) -> list[pg_recent.RecentSend]:
+        """What any replica sent to Telegram after `since` (Unix time), oldest first."""
+        async with self._connection() as conn:
+            return await pg_recent.recent_sends(conn, since)
+
     # --- the connection -----------------------------------------------------------------------
 
     async def _notify(self, conn: Conn, channel: str, items: Iterable[str]) -> None:
@@ -512,6 +526,11 @@ class PostgresQueue(Queue):
         except asyncpg.InterfaceError as exc:
             if "closed" not in str(exc):
                 raise
+            raise self._unavailable(exc) from exc
+        except asyncpg.exceptions.InternalClientError as exc:
+            # A connection the server dropped in the middle of an operation is left in a state
+            # asyncpg refuses to use ("another operation is in progress"), seen while
+            # PostgreSQL shuts down; the pool discards it. An outage, not a bug: 503.
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: BaseException) -> StorageError:
