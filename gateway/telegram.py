@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from gateway import constants as c
 from gateway.bodycheck import check_values
 from gateway.redact import redact
+from gateway.strictparams import first_misplaced_bool
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def build_method(method: str, params: dict[str, Any]) -> TelegramMethod[Any]:
     unknown = sorted(set(params) - set(cls.model_fields))
     if unknown:
         raise InvalidParams(f"{method} has no parameter '{unknown[0]}'", unknown[0])
+    if misplaced := first_misplaced_bool(cls, params):
+        raise InvalidParams(f"{misplaced}: must be a number, not true or false", misplaced)
     try:
         return cls.model_validate(params)
     except ValidationError as exc:

@@ -107,6 +107,23 @@ async def test_long_text_is_accepted(gateway: Gateway) -> None:
             "invalid_params",
             "params.bogus",
         ),
+        # pydantic would turn false into 0 (schemathesis found it): Telegram takes a number.
+        (
+            {
+                "method": "sendMessage",
+                "params": {"chat_id": 1, "text": "x", "message_thread_id": False},
+            },
+            "invalid_params",
+            "params.message_thread_id",
+        ),
+        (
+            {
+                "method": "sendMessage",
+                "params": {"chat_id": 1, "text": "x", "reply_parameters": {"message_id": True}},
+            },
+            "invalid_params",
+            "params.reply_parameters.message_id",
+        ),
     ],
 )
 async def test_bad_input_gets_a_clear_400(
