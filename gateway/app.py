@@ -18,6 +18,7 @@ from gateway.auth import authenticate
 from gateway.clients import ApiClient, ClientRegistry
 from gateway.cluster import Replica
 from gateway.config import Config
+from gateway.delivery import RetryBudget, Worker
 from gateway.egress import parse_networks
 from gateway.errors import StartupError
 from gateway.flood import FloodController, FloodLimits
@@ -41,7 +42,6 @@ from gateway.redact import redact
 from gateway.retention import Pruner
 from gateway.services import ServiceCaller
 from gateway.telegram import create_bot
-from gateway.worker import RetryBudget, Worker
 
 logger = logging.getLogger(__name__)
 

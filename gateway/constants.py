@@ -247,6 +247,8 @@ FAILED_UPDATES_KEPT: Final = 1000
 # --- Worker -------------------------------------------------------------------------------------
 #: Upper bound of Bot API calls in flight at once.
 MAX_IN_FLIGHT: Final = 64
+#: Most lanes claimed in one go (one queue transaction and disk sync for all of them).
+CLAIM_BATCH: Final = 32
 #: How long shutdown waits for in-flight sends before putting them back.
 SHUTDOWN_GRACE_SECONDS: Final = 5.0
 #: Default request timeout for Bot API calls (`[telegram] request_timeout`), and its ceiling.

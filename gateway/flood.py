@@ -256,11 +256,14 @@ class FloodController:
         self.last_paid = paid
         return 0.0
 
-    def charge(self, chat_id: ChatId, extra: int, at: float) -> None:
+    def charge(self, chat_id: ChatId, extra: int, at: float) -> float:
         """Count `extra` more messages of a send whose slot was acquired at `at` (an album of
         N is N messages to Telegram): each takes the next free place of every window, so the
         sends after it wait as if N messages had gone out one after the other. A paid slot's
-        album is paid as a whole: its messages stay out of the free tier."""
+        album is paid as a whole: its messages stay out of the free tier. Returns the seconds
+        until the last of their places in the bot-wide windows (0.0 if free now): the send
+        waits that long, so its N messages together never exceed the bot's limits (sends
+        picked in the same batch may have taken the places before it)."""
         state = self._chats.get(_chat_key(chat_id))
         windows = [] if self._paid_slots.get(at) else [self._global]
         if self._total is not None:
@@ -269,11 +272,15 @@ class FloodController:
             windows.append(state.window)
             if state.group is not None:
                 windows.append(state.group)
+        latest = at
         for window in windows:
             when = at
             for _ in range(extra):
                 when = window.ready_at(when)
                 window.record(when)
+            if window is self._global or window is self._total:
+                latest = max(latest, when)
+        return max(0.0, latest - self._clock())
 
     def leaving(self, acquired_at: float) -> bool:
         """The request of the slot acquired at ``acquired_at`` leaves now.

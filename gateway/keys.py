@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.clients import ClientRegistry
 from gateway.cluster import Replica
 from gateway.config import Config
+from gateway.delivery import Worker
 from gateway.flood import FloodController
 from gateway.guards import RateLimiter, SignatureVerifier
 from gateway.media.service import MediaService
@@ -20,7 +21,6 @@ from gateway.questions import Questions
 from gateway.queue.base import Queue
 from gateway.retention import Pruner
 from gateway.services import ServiceCaller
-from gateway.worker import Worker
 
 
 @dataclass

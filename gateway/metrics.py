@@ -10,8 +10,8 @@ from prometheus_client.registry import Collector
 
 from gateway import constants as c
 from gateway.commands import Command
+from gateway.delivery import DeliveryHooks
 from gateway.flood import FloodController
-from gateway.worker import DeliveryHooks
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 

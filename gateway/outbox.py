@@ -15,8 +15,8 @@ from typing import Any
 
 from gateway import constants as c
 from gateway.commands import Command
+from gateway.delivery import Worker
 from gateway.queue.base import Queue, UpdateRecord
-from gateway.worker import Worker
 
 #: Set while a webhook update is handled: `submit` collects into it instead of storing.
 _COLLECTING: ContextVar[list[Command] | None] = ContextVar("outbox_collecting", default=None)

@@ -20,10 +20,10 @@ from aiogram.types import CallbackQuery, Message, User
 
 from gateway import constants as c
 from gateway.commands import Command, Status
+from gateway.delivery import Worker
 from gateway.errors import StorageError
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
-from gateway.worker import Worker
 
 logger = logging.getLogger(__name__)
 

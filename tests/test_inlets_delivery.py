@@ -14,6 +14,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.configvalues import read_toml
+from gateway.delivery import RetryBudget, Worker
 from gateway.errors import StorageError
 from gateway.flood import FloodController
 from gateway.inlets.config import parse_inlets
@@ -24,7 +25,6 @@ from gateway.outbox import Outbox
 from gateway.queue.memory import MemoryQueue
 from gateway.sandbox import SandboxSettings
 from gateway.telegram import create_bot
-from gateway.worker import RetryBudget, Worker
 from tests.conftest import TOKEN, GatewayFactory, Sandbox, Workspace
 from tests.inlet_helpers import SECRET, bearer, eventually, inlet_toml, post
 from tests.test_inlets import GROUP, am_payload, start, texts

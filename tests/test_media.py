@@ -341,6 +341,43 @@ async def test_albums_count_as_n_messages_for_flood_control(
     assert sum([len(await sandbox.messages(chat)) for chat in chats]) == 20
 
 
+async def test_an_album_claimed_with_other_chats_waits_for_its_places(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    """A backlog is claimed several chats at a time: an album of five picked with nine texts
+    (the bot's ten places of the second taken) waits for its own four more, so the sandbox,
+    at 10 messages/s, never sees more than ten in a second (nor answers 429)."""
+    album_chat, text_chats = 3100, list(range(3101, 3110))
+    for chat in (USER, album_chat, *text_chats):
+        await sandbox.create_chat(chat)
+    await sandbox.control("PUT", "limits", {"global_per_second": 10})
+    held = {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": "0.001", "GATEWAY_FLOOD_CHAT_PER_SECOND": "50"}
+    async with gateway_factory(held) as gw:  # one send goes out; the rest waits in the queue
+        status, answer = await gw.enqueue({"chat_id": USER, "text": "first"})
+        assert status == 202, answer
+        await delivered(gw, answer["id"])
+        media = [{"type": "photo", "media": f"attach://p{i}"} for i in range(5)]
+        files = {f"p{i}": (png(salt=100 + i), f"{i}.png", "image/png") for i in range(5)}
+        status, answer = await upload(gw, {"chat_id": album_chat, "media": media}, files)
+        assert status == 202, answer
+        ids = [answer["id"]]
+        for chat in text_chats:
+            status, answer = await gw.enqueue({"chat_id": chat, "text": f"to {chat}"})
+            assert status == 202, answer
+            ids.append(answer["id"])
+    await sandbox.control("DELETE", "stats")
+    env = {"GATEWAY_FLOOD_GLOBAL_PER_SECOND": "10", "GATEWAY_FLOOD_CHAT_PER_SECOND": "50"}
+    async with gateway_factory(env) as gw:
+        for command_id in ids:
+            await delivered(gw, command_id)
+    stats = await sandbox.control("GET", "stats")
+    assert stats["flood_429"] == 0, stats
+    assert stats["max_global_per_second"] <= 10, stats
+    assert len(await sandbox.messages(album_chat)) == 5
+    for chat in text_chats:
+        assert [m["text"] for m in await sandbox.messages(chat)] == [f"to {chat}"]
+
+
 async def test_edits_of_a_photo_and_a_location(
     gateway_factory: GatewayFactory, sandbox: Sandbox
 ) -> None:

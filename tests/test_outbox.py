@@ -9,11 +9,11 @@ import pytest
 
 from gateway import constants as c
 from gateway.commands import Command
+from gateway.delivery import RetryBudget, Worker
 from gateway.flood import FloodController, FloodLimits
 from gateway.outbox import Outbox
 from gateway.queue.memory import MemoryQueue
 from gateway.telegram import create_bot
-from gateway.worker import RetryBudget, Worker
 
 
 class SlowQueue(MemoryQueue):

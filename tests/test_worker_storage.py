@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from gateway.commands import Command, Status
+from gateway.delivery import RetryBudget, Worker
 from gateway.errors import StorageError
 from gateway.flood import FloodController
 from gateway.queue.memory import MemoryQueue
 from gateway.telegram import create_bot
-from gateway.worker import RetryBudget, Worker
 from tests.conftest import TOKEN, USER, Sandbox
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from gateway import constants as c
 from gateway.cluster.leadership import Leadership
 from gateway.cluster.recent import recall_recent_sends
+from gateway.delivery import Worker
 from gateway.errors import GatewayError
 from gateway.flood import FloodController
 from gateway.queue.postgres import PostgresQueue
-from gateway.worker import Worker
 
 logger = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from typing import Any, Final
 
 from gateway import constants as c
 from gateway.commands import Command
+from gateway.delivery import Worker
 from gateway.inlets import alerts
 from gateway.inlets.alertmanager import Notification
 from gateway.inlets.config import ChatTarget, Inlet
 from gateway.inlets.templates import DEFAULTS, render
 from gateway.queue.base import Queue
 from gateway.queue.threads import THREAD_METHOD, Thread
-from gateway.worker import Worker
 
 logger = logging.getLogger(__name__)
 

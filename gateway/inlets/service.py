@@ -13,6 +13,7 @@ from multidict import CIMultiDictProxy
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway.commands import Command
+from gateway.delivery import Worker
 from gateway.inlets import alertmanager, events, grafana
 from gateway.inlets.config import Inlet
 from gateway.inlets.lifecycle import Lifecycle
@@ -20,7 +21,6 @@ from gateway.inlets.templates import DEFAULTS, plain_json, render
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.queue.base import Queue
-from gateway.worker import Worker
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The queue is the source of truth for commands. It keeps one lane per chat: within a lane,
 commands are delivered in the order they were accepted, and a lane whose oldest command is
-waiting (backoff, flood pause) holds the ones behind it. The scheduler (`gateway.worker`)
+waiting (backoff, flood pause) holds the ones behind it. The scheduler (`gateway.delivery`)
 decides *which* lane goes next; the queue only answers for order and state.
 """
 
