@@ -147,6 +147,32 @@ def _unprivileged_user() -> str | None:
     raise RuntimeError("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
 
 
+ROOT_PREFIX = "gateway-pg-"
+#: The process that started the server: a run killed before it could stop its server (a
+#: SIGKILLed pytest, a CI timeout) leaves it behind, and the next run stops it.
+OWNER_FILE = "owner.pid"
+
+
+def _reap_orphans(bin_dir: Path, user: str | None) -> None:
+    """Stop and remove servers whose owning process is gone."""
+    for root in Path(tempfile.gettempdir()).glob(ROOT_PREFIX + "*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue  # still running: not ours to touch
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # no owner recorded (or not readable): leave it alone
+        data = root / "data"
+        if (data / "postmaster.pid").exists():
+            with contextlib.suppress(Exception):
+                _run_as(
+                    user, [str(bin_dir / "pg_ctl"), "-D", str(data), "stop", "-m", "immediate"], 30
+                )
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def running_postgres() -> Iterator[PgServer]:
     """Start a private server (initdb + pg_ctl) in a temporary directory; stop and remove it."""
@@ -154,7 +180,9 @@ def running_postgres() -> Iterator[PgServer]:
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL (initdb, pg_ctl) is not installed")
     user = _unprivileged_user()
-    root = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
+    _reap_orphans(bin_dir, user)
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+    (root / OWNER_FILE).write_text(f"{os.getpid()}\n")
     try:
         if user is not None:
             entry = pwd.getpwnam(user)
