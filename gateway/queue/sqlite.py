@@ -439,7 +439,7 @@ class SqliteQueue(Queue):
         self, thread: Thread, expected: int, commands: Sequence[Command]
     ) -> list[Command] | None:
         rows = {command.id: _row(command) for command in commands}
-        state = thread_jobs.encode_state(thread.state)  # here, not in the database thread
+        state = thread_jobs.encode_thread_state(thread)  # here, not in the database thread
 
         def insert(db: sqlite3.Connection, stored: Sequence[Command]) -> None:
             if not stored:

@@ -83,6 +83,9 @@ class Thread:
     state: dict[str, Any] = field(default_factory=dict)
     #: A digest of the message as Telegram shows it now (text, parse mode, buttons).
     digest: str | None = None
+    #: In memory only: the JSON of each `state["alerts"]` value last encoded, by key, with the
+    #: very object it encodes (`encode_thread_state` reuses a text while the object is the same).
+    fragments: dict[str, tuple[Any, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -163,6 +166,33 @@ def encode_state(state: dict[str, Any]) -> str:
     """A thread's state as stored. Done by the caller, before the job reaches the database
     thread: that thread holds the GIL for what it runs in Python, and the event loop waits."""
     return _STATE_ENCODER.encode(state)
+
+
+def encode_thread_state(thread: Thread) -> str:
+    """`encode_state(thread.state)`, reusing the JSON of the alerts that are the same objects
+    as at the last save (an alert group's notification mostly repeats the alerts it had: the
+    merge keeps the stored object of an alert that did not change). Most of a group's state is
+    its alerts: this spares re-encoding them on every notification."""
+    state = thread.state
+    alerts = state.get("alerts")
+    if not isinstance(alerts, dict) or not alerts:
+        thread.fragments = {}
+        return _STATE_ENCODER.encode(state)
+    known, fresh = thread.fragments, {}
+    encode = _STATE_ENCODER.encode
+    for key, alert in alerts.items():
+        cached = known.get(key)
+        if cached is None or cached[0] is not alert:
+            cached = (alert, f"{encode(key)}:{encode(alert)}")
+        fresh[key] = cached
+    thread.fragments = fresh
+    parts = [
+        f"{encode(name)}:{{{','.join(text for _, text in fresh.values())}}}"
+        if name == "alerts"
+        else f"{encode(name)}:{encode(value)}"
+        for name, value in state.items()
+    ]
+    return f"{{{','.join(parts)}}}"
 
 
 def save(
