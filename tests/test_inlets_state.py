@@ -58,3 +58,19 @@ def test_a_changed_alert_is_encoded_anew() -> None:
     assert text == encode_state(thread.state)
     thread.state = {"storm": {"k": {"title": "x"}}, "single": {}}
     assert encode_thread_state(thread) == encode_state(thread.state)
+
+
+def test_a_storm_reencodes_only_its_new_entry() -> None:
+    thread = Thread("storm", "1", "storm")
+    entries: dict[str, Any] = {}
+    for n in range(5):
+        entries = {**entries, f"g{n}": {"title": f"G{n}", "status": "firing", "count": n}}
+        single = thread.state.get("single") or {"alerts": {}, "status": "firing"}
+        thread.state = {"storm": entries, "single": single, "single_key": "g0"}
+        text = encode_thread_state(thread)
+        assert text == encode_state(thread.state)
+        assert json.loads(text) == thread.state
+    assert thread.fragments["storm", "g0"][0] is entries["g0"]
+    # Keys that are not strings are written as JSON writes them.
+    thread.state = {"storm": {1: {"title": "one"}}, "n": None}
+    assert encode_thread_state(thread) == encode_state(thread.state)

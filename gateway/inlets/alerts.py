@@ -46,7 +46,7 @@ def merge(state: dict[str, Any], notification: Notification) -> dict[str, Any]:
     return {
         **state,
         "alerts": alerts,
-        "group": notification.group,
+        "group": state["group"] if state.get("group") == notification.group else notification.group,
         "status": status,
     }
 

@@ -83,9 +83,11 @@ class Thread:
     state: dict[str, Any] = field(default_factory=dict)
     #: A digest of the message as Telegram shows it now (text, parse mode, buttons).
     digest: str | None = None
-    #: In memory only: the JSON of each `state["alerts"]` value last encoded, by key, with the
-    #: very object it encodes (`encode_thread_state` reuses a text while the object is the same).
-    fragments: dict[str, tuple[Any, str]] = field(default_factory=dict, compare=False, repr=False)
+    #: In memory only: the JSON of the state's parts last encoded, with the very objects they
+    #: encode (`encode_thread_state` reuses a text while its object is the same).
+    fragments: dict[tuple[str, Any], tuple[Any, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.updated_at:
@@ -169,30 +171,38 @@ def encode_state(state: dict[str, Any]) -> str:
 
 
 def encode_thread_state(thread: Thread) -> str:
-    """`encode_state(thread.state)`, reusing the JSON of the alerts that are the same objects
-    as at the last save (an alert group's notification mostly repeats the alerts it had: the
-    merge keeps the stored object of an alert that did not change). Most of a group's state is
-    its alerts: this spares re-encoding them on every notification."""
-    state = thread.state
-    alerts = state.get("alerts")
-    if not isinstance(alerts, dict) or not alerts:
-        thread.fragments = {}
-        return _STATE_ENCODER.encode(state)
-    known, fresh = thread.fragments, {}
+    """`encode_state(thread.state)`, reusing the JSON of what is the very same object as at the
+    last encoding: each member of the state, and each entry of its `alerts` and `storm`
+    mappings. A notification mostly repeats what its group had (the merge keeps the stored
+    object of an alert that did not change) and a storm changes one entry of many: this spares
+    re-encoding all of it on every notification. Nothing mutates a state's objects in place
+    (every change builds new ones), so an object's JSON stays what it was."""
+    known = thread.fragments
+    fresh: dict[tuple[str, Any], tuple[Any, str]] = {}
     encode = _STATE_ENCODER.encode
-    for key, alert in alerts.items():
-        cached = known.get(key)
-        if cached is None or cached[0] is not alert:
-            cached = (alert, f"{encode(key)}:{encode(alert)}")
-        fresh[key] = cached
+    parts: list[str] = []
+    for name, value in thread.state.items():
+        if name in _PER_ENTRY and isinstance(value, dict):
+            texts: list[str] = []
+            for key, entry in value.items():
+                cached = known.get((name, key))
+                if cached is None or cached[0] is not entry:
+                    cached = (entry, encode({key: entry})[1:-1])
+                fresh[name, key] = cached
+                texts.append(cached[1])
+            parts.append(f"{encode(name)}:{{{','.join(texts)}}}")
+        else:
+            cached = known.get(("", name))
+            if cached is None or cached[0] is not value:
+                cached = (value, encode({name: value})[1:-1])
+            fresh["", name] = cached
+            parts.append(cached[1])
     thread.fragments = fresh
-    parts = [
-        f"{encode(name)}:{{{','.join(text for _, text in fresh.values())}}}"
-        if name == "alerts"
-        else f"{encode(name)}:{encode(value)}"
-        for name, value in state.items()
-    ]
     return f"{{{','.join(parts)}}}"
+
+
+#: State members whose entries are encoded (and their JSON kept) one by one.
+_PER_ENTRY: Final = frozenset({"alerts", "storm"})
 
 
 def save(
