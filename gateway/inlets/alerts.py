@@ -29,8 +29,11 @@ def merge(state: dict[str, Any], notification: Notification) -> dict[str, Any]:
     """The group's state after `notification`."""
     alerts: dict[str, Any] = dict(state.get("alerts", {}))
     for alert in notification.alerts:
-        alerts.pop(alert["fingerprint"], None)  # re-inserted: newest last
-        alerts[alert["fingerprint"]] = alert
+        fingerprint = alert["fingerprint"]
+        kept = alerts.pop(fingerprint, None)  # re-inserted: newest last
+        # An unchanged alert stays the stored object: its JSON is reused when the thread is
+        # saved (gateway/queue/threads.py encode_thread_state).
+        alerts[fingerprint] = kept if kept is not None and kept == alert else alert
     while len(alerts) > MAX_ALERTS_KEPT:
         oldest = next((k for k, a in alerts.items() if a["status"] == "resolved"), None)
         alerts.pop(oldest if oldest is not None else next(iter(alerts)))
@@ -38,11 +41,12 @@ def merge(state: dict[str, Any], notification: Notification) -> dict[str, Any]:
     status = "resolved" if notification.status == "resolved" or not firing else "firing"
     if status == "resolved":  # Alertmanager says the whole group is over
         for fingerprint, alert in alerts.items():
-            alerts[fingerprint] = {**alert, "status": "resolved"}
+            if alert["status"] != "resolved":
+                alerts[fingerprint] = {**alert, "status": "resolved"}
     return {
         **state,
         "alerts": alerts,
-        "group": notification.group,
+        "group": state["group"] if state.get("group") == notification.group else notification.group,
         "status": status,
     }
 

@@ -13,6 +13,7 @@ from gateway.queue.threads import (
     THREADS_TABLE,
     Thread,
     adopt_stored,
+    encode_thread_state,
 )
 
 #: PostgreSQL schema step adding the threads table (pg_schema.MIGRATIONS[2]).
@@ -110,7 +111,7 @@ async def save(
         thread.created_at,
         thread.updated_at,
         thread.digest,
-        json.dumps(thread.state),
+        encode_thread_state(thread),
     )
     if not inserted:
         return None

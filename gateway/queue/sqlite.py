@@ -438,17 +438,18 @@ class SqliteQueue(Queue):
     async def save_thread(
         self, thread: Thread, expected: int, commands: Sequence[Command]
     ) -> list[Command] | None:
-        rows = {command.id: _row(command) for command in commands}
-        state = thread_jobs.encode_state(thread.state)  # here, not in the database thread
+        state = thread_jobs.encode_thread_state(thread)  # here, not in the database thread
 
         def insert(db: sqlite3.Connection, stored: Sequence[Command]) -> None:
             if not stored:
                 return
             values: list[Any] = []
+            # Rows only for the commands stored: a showThread is not while the thread's last
+            # one waits (most notifications), and it is a few bytes to encode when it is.
             for command in stored:  # one statement, as for a batch of new commands
                 self._seq += 1
                 command.seq = self._seq
-                row = rows[command.id]
+                row = _row(command)
                 values += (row[0], command.seq, *row[1:])
             db.execute(insert_sql(len(stored)), values)
 
