@@ -15,22 +15,29 @@ from gateway import constants as c
 from gateway.errors import InputError
 
 
-def check_values(body: dict[str, Any]) -> None:
-    """Raise InputError (400) naming the first value of `body` that Telegram would refuse."""
-    _Walk().value(body, "", 0)
+def check_values(
+    body: Any, *, max_values: int = c.MAX_BODY_VALUES, max_depth: int = c.MAX_BODY_DEPTH
+) -> None:
+    """Raise InputError (400) naming the first value of `body` that Telegram would refuse.
+
+    The limits are the API's by default; the inlets pass their own (another tool's payloads
+    are bigger and deeper than a Bot API call, and only their text reaches Telegram)."""
+    _Walk(max_values, max_depth).value(body, "", 0)
 
 
 class _Walk:
     """One depth-first walk; counts values so that a huge body stops early."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_values: int, max_depth: int) -> None:
         self.count = 0
+        self.max_values = max_values
+        self.max_depth = max_depth
 
     def value(self, value: Any, path: str, depth: int) -> None:
         self.count += 1
-        if self.count > c.MAX_BODY_VALUES:
+        if self.count > self.max_values:
             raise InputError(
-                f"the body holds more than {c.MAX_BODY_VALUES} values",
+                f"the body holds more than {self.max_values} values",
                 code="too_many_values",
                 field=path or None,
             )
@@ -57,9 +64,9 @@ class _Walk:
             self.container(value, path, depth + 1)
 
     def container(self, value: dict[str, Any] | list[Any], path: str, depth: int) -> None:
-        if depth > c.MAX_BODY_DEPTH:
+        if depth > self.max_depth:
             raise InputError(
-                f"{path} is nested too deeply (at most {c.MAX_BODY_DEPTH} levels of objects "
+                f"{path} is nested too deeply (at most {self.max_depth} levels of objects "
                 "and arrays in a body)",
                 code="too_deep",
                 field=path,

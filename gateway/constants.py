@@ -169,6 +169,9 @@ IDEMPOTENCY_WINDOW_SECONDS: Final = 24 * 3600
 #: Deepest nesting of objects and arrays in an API request body (the body is level 1): enough
 #: for any Bot API object (params → reply_markup → inline_keyboard → row → button → web_app is 6).
 MAX_BODY_DEPTH: Final = 10
+#: An inlet's payload (another tool's webhook): bigger and deeper than a Bot API call may be.
+MAX_INLET_VALUES: Final = 200_000
+MAX_INLET_DEPTH: Final = 64
 #: Most values (objects, arrays, strings, numbers) in one API request body. An inline keyboard
 #: holds at most 100 buttons; this leaves ample room and bounds the work per request.
 MAX_BODY_VALUES: Final = 5000

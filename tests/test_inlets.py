@@ -379,3 +379,28 @@ async def test_topics_and_quiet_hours_reach_telegram(
     text = body.decode()
     assert "message_thread_id" in text and str(topic) in text
     assert "disable_notification" in text and "true" in text.lower()
+
+
+async def test_poison_in_a_payload_is_400_and_blocks_nothing(
+    gateway_factory: GatewayFactory, workspace: Workspace, sandbox: Sandbox
+) -> None:
+    """A lone surrogate (valid JSON, not encodable) or absurd nesting in an alert is refused
+    with 400 naming where it is, nothing stored; the next notification goes through."""
+    toml = inlet_toml("prod", "alertmanager", [GROUP])
+    async with await start(gateway_factory, workspace, sandbox, toml) as gw:
+        surrogate = am_payload("Poison", ("a", "firing"))
+        surrogate["alerts"][0]["labels"]["note"] = "lone \ud800 surrogate"
+        nested: Any = "deep"
+        for _ in range(100):  # the inlets allow 64 levels: payloads are deeper than API calls
+            nested = {"n": nested}
+        deep = am_payload("Poison", ("a", "firing"))
+        deep["alerts"][0]["annotations"]["extra"] = nested
+        for body in (surrogate, deep):
+            code, answer = await post(gw, "prod", body, bearer())
+            assert code == 400, answer
+            assert answer["error"]["field"], answer
+        assert await gw.app[keys.QUEUE].depth() == 0
+        code, answer = await post(gw, "prod", am_payload("Fine", ("a", "firing")), bearer())
+        assert code == 202, answer
+        [message] = await sandbox.wait_messages(GROUP, 1)
+        assert "Fine" in message["text"]

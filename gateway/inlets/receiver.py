@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway import constants as c
 from gateway import keys
+from gateway.bodycheck import check_values
 from gateway.errors import InputError
 from gateway.http import error_response
 from gateway.inlets.actions import AlertActions
@@ -46,6 +47,13 @@ async def receive(request: web.Request) -> web.Response:
     except (ValueError, RecursionError):
         inlets.metrics.outcome(name, "invalid")
         raise InputError("the body is not JSON", code="invalid_json", field="body") from None
+    try:
+        # A lone surrogate (valid JSON) could not be stored or sent; absurd nesting would make
+        # the encoders recurse. Refused here, naming where, before anything is stored.
+        check_values(payload, max_values=c.MAX_INLET_VALUES, max_depth=c.MAX_INLET_DEPTH)
+    except InputError:
+        inlets.metrics.outcome(name, "invalid")
+        raise
     try:
         answer = await inlets.accept(inlet, request.headers, payload)
     except Ignored as exc:
