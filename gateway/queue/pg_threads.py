@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from gateway.commands import Command
 from gateway.queue.pg_rows import Conn, insert
 from gateway.queue.threads import (
     CLOSED_THREAD_KEEP_SECONDS,
+    COLUMNS,
     THREADS_TABLE,
     Thread,
     adopt_stored,
     encode_thread_state,
+    thread_from_row,
 )
 
 #: PostgreSQL schema step adding the threads table (pg_schema.MIGRATIONS[2]).
@@ -37,44 +38,22 @@ MIGRATION: Final = (
         WHERE NOT closed""",
     f"CREATE INDEX {THREADS_TABLE}_closed ON {THREADS_TABLE} (updated_at) WHERE closed",
 )
-_COLUMNS: Final = (
-    "id, inlet, chat, key, version, shown, message_id, pending, closed, created_at, updated_at, "
-    "digest, state"
-)
-
-
-def _thread(row: Any) -> Thread:
-    return Thread(
-        inlet=row["inlet"],
-        chat=row["chat"],
-        key=row["key"],
-        id=row["id"],
-        version=row["version"],
-        shown=row["shown"],
-        message_id=row["message_id"],
-        pending=row["pending"],
-        closed=row["closed"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        digest=row["digest"],
-        state=json.loads(row["state"]),
-    )
 
 
 async def open_thread(conn: Conn, inlet: str, chat: str, key: str) -> Thread | None:
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM {THREADS_TABLE} "
+        f"SELECT {COLUMNS} FROM {THREADS_TABLE} "
         "WHERE inlet = $1 AND chat = $2 AND key = $3 AND NOT closed",
         inlet,
         chat,
         key,
     )
-    return _thread(row) if row else None
+    return thread_from_row(row) if row else None
 
 
 async def thread(conn: Conn, thread_id: str) -> Thread | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {THREADS_TABLE} WHERE id = $1", thread_id)
-    return _thread(row) if row else None
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM {THREADS_TABLE} WHERE id = $1", thread_id)
+    return thread_from_row(row) if row else None
 
 
 async def save(
@@ -93,7 +72,7 @@ async def save(
         return None
     kept = adopt_stored(thread, row, row is not None and row["waiting"] == "queued", commands)
     inserted = await conn.fetchval(
-        f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
+        f"""INSERT INTO {THREADS_TABLE} ({COLUMNS})
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             ON CONFLICT (id) DO UPDATE SET version = excluded.version,
                 pending = excluded.pending, closed = excluded.closed,

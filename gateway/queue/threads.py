@@ -99,13 +99,15 @@ def is_show(command: Command) -> bool:
     return command.method == THREAD_METHOD and "reply" not in command.meta
 
 
-_COLUMNS = (
+#: The thread table's columns, in the order both backends select and insert them.
+COLUMNS = (
     "id, inlet, chat, key, version, shown, message_id, pending, closed, created_at, updated_at, "
     "digest, state"
 )
 
 
-def thread_from_row(row: sqlite3.Row) -> Thread:
+def thread_from_row(row: Any) -> Thread:
+    """A `Thread` from a row of either backend (sqlite3.Row or asyncpg.Record)."""
     return Thread(
         inlet=row["inlet"],
         chat=row["chat"],
@@ -125,7 +127,7 @@ def thread_from_row(row: sqlite3.Row) -> Thread:
 
 def select_open(db: sqlite3.Connection, inlet: str, chat: str, key: str) -> Thread | None:
     row = db.execute(
-        f"SELECT {_COLUMNS} FROM {THREADS_TABLE} "
+        f"SELECT {COLUMNS} FROM {THREADS_TABLE} "
         "WHERE inlet = ? AND chat = ? AND key = ? AND closed = 0",
         (inlet, chat, key),
     ).fetchone()
@@ -133,9 +135,7 @@ def select_open(db: sqlite3.Connection, inlet: str, chat: str, key: str) -> Thre
 
 
 def select_by_id(db: sqlite3.Connection, thread_id: str) -> Thread | None:
-    row = db.execute(
-        f"SELECT {_COLUMNS} FROM {THREADS_TABLE} WHERE id = ?", (thread_id,)
-    ).fetchone()
+    row = db.execute(f"SELECT {COLUMNS} FROM {THREADS_TABLE} WHERE id = ?", (thread_id,)).fetchone()
     return thread_from_row(row) if row else None
 
 
@@ -240,7 +240,7 @@ def save(
         )
     else:
         db.execute(
-            f"""INSERT INTO {THREADS_TABLE} ({_COLUMNS})
+            f"""INSERT INTO {THREADS_TABLE} ({COLUMNS})
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 thread.id,
