@@ -9,6 +9,7 @@ each stopped with SIGTERM, then SIGKILL, whatever happens. Only loopback address
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -19,6 +20,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,6 +91,32 @@ class Service:
 
 
 # --- workspace ----------------------------------------------------------------------------------
+
+
+def load_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the options every load bench shares: rounds, their length, warm-up and
+    connections."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    return parser
+
+
+def add_client_option(parser: argparse.ArgumentParser, default: str, help: str) -> None:
+    """`--client aiohttp|wrk`; `default` "wrk?" means wrk when installed, else aiohttp."""
+    if default == "wrk?":
+        default = "wrk" if shutil.which("wrk") else "aiohttp"
+    parser.add_argument("--client", choices=["aiohttp", "wrk"], default=default, help=help)
+
+
+def parse_load_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, refusing `--client wrk` when wrk is not installed."""
+    args = parser.parse_args()
+    if getattr(args, "client", None) == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed (Debian: apt-get install wrk)")
+    return args
 
 
 def free_loopback_address(exclude: Sequence[str] = ()) -> str:

@@ -24,7 +24,6 @@ import contextlib
 import os
 import re
 import resource
-import shutil
 import signal
 import statistics
 import time
@@ -38,13 +37,16 @@ from common import (
     PYTHON,
     Service,
     Workspace,
+    add_client_option,
     clean_env,
     cpu_seconds,
     create_chats,
     enqueue_body,
     gateway_process,
     https_session,
+    load_parser,
     make_workspace,
+    parse_load_args,
     plain_session,
     running,
     sandbox_json,
@@ -360,11 +362,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser = load_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--gateway-log-level",
         choices=["warning", "info"],
@@ -380,16 +378,10 @@ def parse_args() -> argparse.Namespace:
         action="store_false",
         help=f"skip the third server ({DURABLE}: the bare handler plus the SQLite queue)",
     )
-    parser.add_argument(
-        "--client",
-        choices=["aiohttp", "wrk"],
-        default="aiohttp",
-        help="load generator: this process (default) or wrk, if installed",
+    add_client_option(
+        parser, "aiohttp", "load generator: this process (default) or wrk, if installed"
     )
-    args = parser.parse_args()
-    if args.client == "wrk" and shutil.which("wrk") is None:
-        parser.error("wrk is not installed (Debian: apt-get install wrk)")
-    return args
+    return parse_load_args(parser)
 
 
 def main() -> None:

@@ -46,11 +46,14 @@ from cluster_common import (
 )
 from common import (
     JSON_HEADERS,
+    add_client_option,
     create_chats,
     enqueue_body,
     gateway_process,
     https_session,
+    load_parser,
     make_workspace,
+    parse_load_args,
     plain_session,
     sandbox_process,
     temp_root,
@@ -226,19 +229,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument(
-        "--client",
-        # wrk is a choice only when installed (Debian: apt-get install wrk).
-        choices=["wrk", "aiohttp"] if shutil.which("wrk") else ["aiohttp"],
-        default="wrk" if shutil.which("wrk") else "aiohttp",
-        help="load generator: wrk -t1 per replica (default when installed) or this process",
+    parser = load_parser(__doc__.splitlines()[0])
+    add_client_option(
+        parser,
+        "wrk?",
+        "load generator: wrk -t1 per replica (default when installed) or this process",
     )
-    return parser.parse_args()
+    return parse_load_args(parser)
 
 
 def main() -> None:

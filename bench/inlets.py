@@ -36,7 +36,9 @@ from common import (
     enqueue_body,
     gateway_process,
     https_session,
+    load_parser,
     make_workspace,
+    parse_load_args,
     plain_session,
     sandbox_process,
     temp_root,
@@ -243,12 +245,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=32)
-    return parser.parse_args()
+    parser = load_parser(__doc__.splitlines()[0])
+    return parse_load_args(parser)
 
 
 def main() -> None:

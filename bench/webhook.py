@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
 import statistics
 import time
@@ -37,11 +36,14 @@ from common import (
     PYTHON,
     Service,
     Workspace,
+    add_client_option,
     clean_env,
     cpu_seconds,
     gateway_process,
     https_session,
+    load_parser,
     make_workspace,
+    parse_load_args,
     plain_session,
     running,
     sandbox_process,
@@ -315,11 +317,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser = load_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--gateway-log-level",
         choices=["warning", "info"],
@@ -327,16 +325,10 @@ def parse_args() -> argparse.Namespace:
         help="the gateway's --log-level (info, its default, adds the access log)",
     )
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
-    parser.add_argument(
-        "--client",
-        choices=["aiohttp", "wrk"],
-        default="wrk" if shutil.which("wrk") else "aiohttp",
-        help="load generator: wrk when installed (default), else this process",
+    add_client_option(
+        parser, "wrk?", "load generator: wrk when installed (default), else this process"
     )
-    args = parser.parse_args()
-    if args.client == "wrk" and shutil.which("wrk") is None:
-        parser.error("wrk is not installed (Debian: apt-get install wrk)")
-    return args
+    return parse_load_args(parser)
 
 
 def main() -> None:
