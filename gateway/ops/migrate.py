@@ -27,7 +27,7 @@ from gateway.media.store_disk import DiskMediaStore
 from gateway.media.store_pg import PgMediaStore
 from gateway.queue.postgres import PostgresQueue
 from gateway.queue.schema import COLUMNS, COMMANDS_TABLE, PARTS_TABLE
-from gateway.queue.sqlite import _command, _load
+from gateway.queue.sqlite import _load, command_from_row
 
 #: Commands inserted per statement.
 CHUNK: Final = 1000
@@ -98,7 +98,7 @@ def _read(
                 ORDER BY seq""",
             (keys_since,),
         ).fetchall()
-        commands = [_command(row) for row in rows]
+        commands = [command_from_row(row) for row in rows]
         for command in commands:
             if command.status is Status.SENDING:  # interrupted: delivered again
                 command.status = Status.QUEUED

@@ -8,7 +8,7 @@ from typing import Final, TypeAlias
 import asyncpg
 
 from gateway import constants as c
-from gateway.commands import Command, Status
+from gateway.commands import Command
 from gateway.queue.schema import COLUMNS, COMMANDS_TABLE, PARTS_TABLE
 from gateway.queue.sqlite import _load, _row
 
@@ -63,25 +63,4 @@ async def with_parts(conn: Conn, command: Command) -> Command:
         parts = await conn.fetch(_PARTS, command.id)
         if parts:
             command.result = [_load(row["result"]) for row in parts]
-    return command
-
-
-def command_of(row: asyncpg.Record) -> Command:
-    command = Command(
-        method=row["method"],
-        params=_load(row["params"]),
-        id=row["id"],
-        status=Status(row["status"]),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        not_before=row["not_before"],
-        result=_load(row["result"]),
-        error=_load(row["error"]),
-        idempotency_key=row["idempotency_key"],
-        seq=row["seq"],
-        client=row["client"],
-        meta=_load(row["meta"]) or {},
-    )
-    # Assigned after construction: __post_init__ would derive them when they are falsy.
-    command.updated_at, command.lane = row["updated_at"], row["lane"]
     return command

@@ -33,7 +33,7 @@ from gateway.commands import Command, Status
 from gateway.errors import StartupError, StorageError
 from gateway.queue import pg_recent, pg_shared, pg_threads
 from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
-from gateway.queue.pg_rows import Conn, command_of, count, insert, payloads, with_parts
+from gateway.queue.pg_rows import Conn, count, insert, payloads, with_parts
 from gateway.queue.pg_schema import LEADERSHIP_TABLE, migrate
 from gateway.queue.schema import (
     COLUMNS,
@@ -43,7 +43,7 @@ from gateway.queue.schema import (
     SIGNATURES_TABLE,
     UPDATES_TABLE,
 )
-from gateway.queue.sqlite import _dump, _load
+from gateway.queue.sqlite import _dump, _load, command_from_row
 from gateway.queue.threads import Thread
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class PostgresQueue(Queue):
     async def get(self, command_id: str) -> Command | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(f"{_SELECT} WHERE id = $1", command_id)
-            return await with_parts(conn, command_of(row)) if row else None
+            return await with_parts(conn, command_from_row(row)) if row else None
 
     async def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these command ids are stored already (`gateway migrate-queue`)."""
@@ -194,7 +194,7 @@ class PostgresQueue(Queue):
                 key,
                 since,
             )
-        return command_of(row) if row else None
+        return command_from_row(row) if row else None
 
     async def lanes(self) -> dict[str, float]:
         async with self._connection() as conn:
@@ -218,7 +218,7 @@ class PostgresQueue(Queue):
             if head is None or head["status"] != "queued" or head["not_before"] > now:
                 return None
             row = await conn.fetchrow(_CLAIM, head["id"], now)
-            return await with_parts(conn, command_of(row)) if row else None
+            return await with_parts(conn, command_from_row(row)) if row else None
 
     async def _leading(self, conn: Conn) -> bool:
         """Whether this replica's epoch is the current one. A new leader's takeover waits
@@ -343,7 +343,7 @@ class PostgresQueue(Queue):
     async def awaiting(self) -> list[Command]:
         async with self._connection() as conn:
             rows = await conn.fetch(f"{_SELECT} WHERE status = 'awaiting_reply' ORDER BY seq")
-        return [command_of(row) for row in rows]
+        return [command_from_row(row) for row in rows]
 
     async def settle_question(
         self, command_id: str, status: Status, reply: dict[str, Any], now: float

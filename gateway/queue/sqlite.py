@@ -191,7 +191,7 @@ class SqliteQueue(Queue):
     async def get(self, command_id: str) -> Command | None:
         def get(db: sqlite3.Connection) -> Command | None:
             rows = db.execute(f"{_SELECT} WHERE id = ?", (command_id,)).fetchall()
-            return _with_parts(db, _command(rows[0])) if rows else None
+            return _with_parts(db, command_from_row(rows[0])) if rows else None
 
         command: Command | None = await self._database().call(get)
         return command
@@ -201,7 +201,7 @@ class SqliteQueue(Queue):
             f"{_SELECT} WHERE idempotency_key = ? AND created_at >= ? ORDER BY seq LIMIT 1",
             (key, since),
         )
-        return _command(rows[0]) if rows else None
+        return command_from_row(rows[0]) if rows else None
 
     async def lanes(self) -> dict[str, float]:
         rows = await self._read(_LANE_HEADS, ())
@@ -221,7 +221,7 @@ class SqliteQueue(Queue):
     async def claim(self, chat: str, now: float) -> Command | None:
         def claim(db: sqlite3.Connection) -> Command | None:
             rows = db.execute(_CLAIM, {"lane": chat, "now": now}).fetchall()
-            return _with_parts(db, _command(rows[0])) if rows else None
+            return _with_parts(db, command_from_row(rows[0])) if rows else None
 
         try:
             return await self._write(claim)
@@ -245,7 +245,7 @@ class SqliteQueue(Queue):
     async def awaiting(self) -> list[Command]:
         # A literal, not a parameter: that is what lets SQLite use the partial index.
         rows = await self._read(f"{_SELECT} WHERE status = 'awaiting_reply'", ())
-        return [_command(row) for row in rows]
+        return [command_from_row(row) for row in rows]
 
     async def settle_question(
         self, command_id: str, status: Status, reply: dict[str, Any], now: float
@@ -643,10 +643,11 @@ def _with_parts(db: sqlite3.Connection, command: Command) -> Command:
     return command
 
 
-def _command(row: sqlite3.Row) -> Command:
+def command_from_row(row: Any) -> Command:
+    """A `Command` from a commands row of either backend (sqlite3.Row or asyncpg.Record)."""
     command = Command(
         method=row["method"],
-        params=json.loads(row["params"]),
+        params=_load(row["params"]),
         id=row["id"],
         status=Status(row["status"]),
         attempts=row["attempts"],
