@@ -308,6 +308,9 @@ async def edit_message_media(call: Call) -> dict[str, Any]:
 async def send_location(call: Call) -> dict[str, Any]:
     """A point on the map."""
     params = call.params
+    for name in ("latitude", "longitude"):
+        if not params.string(name).strip():
+            raise bad_request(f"{name} is empty")
     try:
         latitude = float(params.string("latitude"))
         longitude = float(params.string("longitude"))
@@ -329,7 +332,7 @@ async def get_file(call: Call) -> dict[str, Any]:
     """A File with its `file_path` for /file/bot<token>/<file_path> (files up to 20 MB)."""
     file_id = call.params.string("file_id").strip()
     if not file_id:
-        raise bad_request("file_id is empty")  # unverified
+        raise bad_request("file_id not specified")
     handle = call.sandbox.files.find(call.bot.bot_id, file_id)
     if handle is None:
         raise bad_request("invalid file_id")
