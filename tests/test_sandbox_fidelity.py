@@ -7,12 +7,15 @@ and in which order a method checks its parameters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sandbox_helpers import USER, SandboxClient, running_sandbox
 
 from gateway.sandbox import SandboxSettings
+from gateway.sandbox.botapi import METHODS
 
 UNLIMITED = SandboxSettings(global_per_second=1000, chat_per_second=1000, group_per_minute=1000)
 
@@ -111,3 +114,39 @@ async def test_a_caption_over_32_kib_is_refused_before_parsing(box: SandboxClien
     assert await description(box, "editMessageCaption", caption="x" * 32769, **params) == (
         "Bad Request: text is too long"
     )
+
+
+async def test_input_media_errors_are_get_input_medias(box: SandboxClient) -> None:
+    album = {"chat_id": USER}
+    assert await description(box, "sendMediaGroup", **album) == (
+        'Bad Request: parameter "media" is required'
+    )
+    assert await description(box, "sendMediaGroup", **album, media={"type": "photo"}) == (
+        "Bad Request: expected an Array of InputMedia"
+    )
+    photo = {"type": "photo", "media": "AgACAgIAAx"}
+    cases = [
+        (1, "expected an Object"),
+        ({"media": "AgACAgIAAx"}, 'Can\'t find field "type"'),
+        ({"type": 1, "media": "AgACAgIAAx"}, 'Field "type" must be of type String'),
+        ({"type": "photo"}, "media not found"),
+        ({"type": "voice", "media": "AwACAgIAAx"}, 'type "voice" is unsupported'),
+    ]
+    for item, reason in cases:
+        answer = await description(box, "sendMediaGroup", **album, media=[photo, item])
+        assert answer == f"Bad Request: can't parse InputMedia: {reason}"
+    sent = await box.result("sendMessage", chat_id=USER, text="x")
+    edit = {"chat_id": USER, "message_id": sent["message_id"]}
+    assert await description(box, "editMessageMedia", **edit, media="{x") == (
+        "Bad Request: can't parse input media JSON object"
+    )
+    assert await description(box, "editMessageMedia", **edit, media={"type": "voice"}) == (
+        "Bad Request: can't parse InputMedia: media not found"
+    )
+
+
+def test_the_docs_list_exactly_the_emulated_methods() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "sandbox.md").read_text()
+    section = docs.split("\n## Bot API methods\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"\*\*`(\w+)`\*\*", section))
+    assert documented == {name for name, _handler in METHODS.values()}
