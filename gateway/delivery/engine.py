@@ -14,12 +14,15 @@ import contextlib
 import logging
 import math
 import time
+from asyncio import Future
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from aiogram import Bot
 
 from gateway import constants as c
+from gateway import telegram
 from gateway.commands import Command
 from gateway.delivery.hooks import (
     Deferred,
@@ -34,9 +37,11 @@ from gateway.delivery.settle import Settler
 from gateway.errors import StorageError
 from gateway.flood import FloodController
 from gateway.media.service import MediaService
-from gateway.queue.base import Queue
+from gateway.queue.base import Completed, Queue
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class Worker:
@@ -73,7 +78,9 @@ class Worker:
         self._running = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: lane → what its command's send came to, while the storage refuses to record it.
-        self._unsaved: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._unsaved: dict[str, Callable[[], Awaitable[object]]] = {}
+        #: lane → its last delivery's record until it is on disk (or its new record's task).
+        self._syncing: dict[str, Future[None]] = {}
 
     def use_media(self, media: MediaService) -> None:
         """Wire the media service: commands with stored files are sent through it."""
@@ -162,6 +169,7 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._wait_durable(grace)
         put_back = 0
         for lane, command in list(self._commands.items()):
             now = self._clock()
@@ -197,6 +205,22 @@ class Worker:
             len(tasks) - put_back,
             put_back,
         )
+
+    async def _wait_durable(self, grace: float) -> None:
+        """At shutdown: deliveries recorded but not yet confirmed on disk get `grace` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._syncing and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._syncing.values()), timeout=left)
+            await asyncio.sleep(0)  # their callbacks run (a record made again takes a place)
+        for lane, pending in list(self._syncing.items()):
+            pending.cancel()
+            logger.error(
+                "the delivery in chat %s could not be confirmed on disk at shutdown: it may "
+                "be sent again after the restart",
+                lane,
+            )
+        self._syncing.clear()
 
     async def _step(self) -> None:
         free = self._max_in_flight - len(self._in_flight)
@@ -288,14 +312,20 @@ class Worker:
             self._ring[lane] = due
 
     async def _deliver(self, lane: str, command: Command) -> None:
+        completed: Completed | None = None
         try:
+            await self._durable(lane)
             try:
                 outcome = await self._sender.call(lane, command)
             except StorageError:  # a split message's progress could not be saved
                 await self._record(lane, command, lambda: self._put_back(command))
             else:
                 settle = self._settler.settle
-                await self._record(lane, command, lambda: settle(lane, command, outcome))
+                completed = await self._record(
+                    lane, command, lambda: settle(lane, command, outcome)
+                )
+                if completed is not None and isinstance(outcome, telegram.Delivered):
+                    self._track(lane, command, outcome.result, completed.durable)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not kill the worker or lose the command
@@ -311,39 +341,63 @@ class Worker:
             )
         self._commands.pop(lane, None)
         try:
-            # Still "in flight" while refreshing, so the loop cannot claim from the lane in the
-            # meantime (and have this refresh see its new head as `sending`).
-            await self._refresh(lane)
+            if completed is None:
+                # Still "in flight" while refreshing, so the loop cannot claim from the lane in
+                # the meantime (and have this refresh see its new head as `sending`).
+                await self._refresh(lane)
+            elif completed.next_due is None:  # read in the transaction that recorded it
+                self._ring.pop(lane, None)
+            else:
+                self._ring[lane] = completed.next_due
         finally:
             self._in_flight.pop(lane, None)
             self._wake.set()
 
-    async def _record(
-        self, lane: str, command: Command, save: Callable[[], Awaitable[None]]
-    ) -> None:
+    async def _record(self, lane: str, command: Command, save: Callable[[], Awaitable[_T]]) -> _T:
         """Run `save` (what a send came to, into the queue) until the storage takes it.
 
         The send is not repeated meanwhile: the outcome waits in memory and the lane stays in
         flight, so nothing behind it in the chat overtakes it.
         """
         self._unsaved[lane] = save  # for `stop`, if cancelled before the storage is back
-        wait = 0.0
-        while True:
-            try:
-                await save()
-                break
-            except StorageError as exc:
-                if not wait:
-                    logger.warning(
-                        "%s %s: cannot record its outcome (%s); its chat waits until the "
-                        "storage is back",
-                        command.method,
-                        command.id,
-                        exc.reason,
-                    )
-                wait = storage_backoff(wait)
-                await asyncio.sleep(wait)
+        result = await _until_stored(command, save)
         self._unsaved.pop(lane, None)
+        return result
+
+    def _track(self, lane: str, command: Command, result: object, durable: Future[None]) -> None:
+        """Follow a delivery recorded but maybe not yet on disk (the lane goes on meanwhile):
+        tell the status waiters once it is on disk; if the disk did not confirm it, record it
+        again, and the lane's next send waits for that (`_durable`)."""
+        self._syncing[lane] = durable
+
+        def done(future: Future[None]) -> None:
+            if future.cancelled():  # `stop` gave up on it
+                return
+            if future.exception() is not None:
+                again = self._settler.record_delivered
+                task = asyncio.create_task(_until_stored(command, lambda: again(command, result)))
+                self._syncing[lane] = task
+                task.add_done_callback(lambda t: self._forget_sync(lane, t))
+                return
+            self._forget_sync(lane, future)
+            self._settler.durable(command)
+
+        durable.add_done_callback(done)
+
+    def _forget_sync(self, lane: str, pending: Future[None]) -> None:
+        if self._syncing.get(lane) is pending:
+            del self._syncing[lane]
+
+    async def _durable(self, lane: str) -> None:
+        """Before a lane's send: its previous delivery's record is on disk. (The claim just
+        synced came after it in the log, so this normally waits for nothing.)"""
+        while (pending := self._syncing.get(lane)) is not None:
+            try:
+                await pending
+            except StorageError:  # not confirmed: `_track` puts its new record in its place
+                await asyncio.sleep(0)
+            else:
+                self._forget_sync(lane, pending)
 
     async def _put_back(self, command: Command) -> None:
         """Back to the queue with what is known to be delivered (a split's parts so far)."""
@@ -352,3 +406,22 @@ class Worker:
             for part, result in enumerate(command.result):
                 await self._queue.save_part(command.id, part, result, now)
         await self._queue.retry(command.id, now, now, refund=True)
+
+
+async def _until_stored(command: Command, save: Callable[[], Awaitable[_T]]) -> _T:
+    """`save()`, again after a backoff for as long as the storage refuses it."""
+    wait = 0.0
+    while True:
+        try:
+            return await save()
+        except StorageError as exc:
+            if not wait:
+                logger.warning(
+                    "%s %s: cannot record its outcome (%s); its chat waits until the storage "
+                    "is back",
+                    command.method,
+                    command.id,
+                    exc.reason,
+                )
+            wait = storage_backoff(wait)
+            await asyncio.sleep(wait)
