@@ -72,7 +72,11 @@ class Worker:
         self._settler.on_failed = on_failed
         #: lane → Unix time its oldest queued command is due; insertion order is the ring.
         self._ring: OrderedDict[str, float] = OrderedDict()
+        #: lane → the task delivering its command, from the claim until the lane's due time
+        #: is known again (the lane is held meanwhile).
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        #: Deliveries whose call(s) are under way (at most `max_in_flight`).
+        self._calls = 0
         self._commands: dict[str, Command] = {}
         self._wake = asyncio.Event()
         self._running = False
@@ -198,6 +202,7 @@ class Worker:
         # A replica's worker runs again when it leads again: no lane may stay held by a send
         # of this run (a task cancelled here never reaches its own clean-up).
         self._in_flight.clear()
+        self._calls = 0
         self._unsaved.clear()
         self._sender.forget()
         logger.info(
@@ -223,7 +228,7 @@ class Worker:
         self._syncing.clear()
 
     async def _step(self) -> None:
-        free = self._max_in_flight - len(self._in_flight)
+        free = self._max_in_flight - self._calls
         if free <= 0:
             await self._sleep(None)
             return
@@ -268,6 +273,7 @@ class Worker:
         self._sender.charge_album(lane, command)
         task = asyncio.create_task(self._deliver(lane, command), name=f"deliver {command.id}")
         self._in_flight[lane] = task
+        self._calls += 1
 
     def _pick(self, now: float, most: int) -> tuple[list[str], float | None]:
         """Up to `most` lanes allowed to send now (each with its flood slot taken), or, when
@@ -314,9 +320,8 @@ class Worker:
     async def _deliver(self, lane: str, command: Command) -> None:
         completed: Completed | None = None
         try:
-            await self._durable(lane)
             try:
-                outcome = await self._sender.call(lane, command)
+                outcome = await self._call(lane, command)
             except StorageError:  # a split message's progress could not be saved
                 await self._record(lane, command, lambda: self._put_back(command))
             else:
@@ -351,6 +356,17 @@ class Worker:
                 self._ring[lane] = completed.next_due
         finally:
             self._in_flight.pop(lane, None)
+            self._wake.set()
+
+    async def _call(self, lane: str, command: Command) -> telegram.Outcome:
+        """The command's call(s). Its place among the sends in flight is given up as soon as
+        the answer is in, so the loop claims the next lane while this one's outcome is being
+        recorded (often in the same transaction); the lane itself stays held until then."""
+        try:
+            await self._durable(lane)
+            return await self._sender.call(lane, command)
+        finally:
+            self._calls -= 1
             self._wake.set()
 
     async def _record(self, lane: str, command: Command, save: Callable[[], Awaitable[_T]]) -> _T:
