@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import time
-from asyncio import Future
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -24,6 +23,7 @@ from aiogram import Bot
 from gateway import constants as c
 from gateway import telegram
 from gateway.commands import Command
+from gateway.delivery.durable import PendingSyncs, until_stored
 from gateway.delivery.hooks import (
     Deferred,
     DeliveryHooks,
@@ -83,8 +83,7 @@ class Worker:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: lane → what its command's send came to, while the storage refuses to record it.
         self._unsaved: dict[str, Callable[[], Awaitable[object]]] = {}
-        #: lane → its last delivery's record until it is on disk (or its new record's task).
-        self._syncing: dict[str, Future[None]] = {}
+        self._syncs = PendingSyncs()
 
     def use_media(self, media: MediaService) -> None:
         """Wire the media service: commands with stored files are sent through it."""
@@ -173,7 +172,7 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._wait_durable(grace)
+        await self._syncs.drain(grace)
         put_back = 0
         for lane, command in list(self._commands.items()):
             now = self._clock()
@@ -210,22 +209,6 @@ class Worker:
             len(tasks) - put_back,
             put_back,
         )
-
-    async def _wait_durable(self, grace: float) -> None:
-        """At shutdown: deliveries recorded but not yet confirmed on disk get `grace` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self._syncing and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(list(self._syncing.values()), timeout=left)
-            await asyncio.sleep(0)  # their callbacks run (a record made again takes a place)
-        for lane, pending in list(self._syncing.items()):
-            pending.cancel()
-            logger.error(
-                "the delivery in chat %s could not be confirmed on disk at shutdown: it may "
-                "be sent again after the restart",
-                lane,
-            )
-        self._syncing.clear()
 
     async def _step(self) -> None:
         free = self._max_in_flight - self._calls
@@ -330,7 +313,14 @@ class Worker:
                     lane, command, lambda: settle(lane, command, outcome)
                 )
                 if completed is not None and isinstance(outcome, telegram.Delivered):
-                    self._track(lane, command, outcome.result, completed.durable)
+                    result, settler = outcome.result, self._settler
+                    self._syncs.track(
+                        lane,
+                        command,
+                        completed.durable,
+                        lambda: settler.record_delivered(command, result),
+                        lambda: settler.durable(command),
+                    )
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not kill the worker or lose the command
@@ -363,7 +353,7 @@ class Worker:
         the answer is in, so the loop claims the next lane while this one's outcome is being
         recorded (often in the same transaction); the lane itself stays held until then."""
         try:
-            await self._durable(lane)
+            await self._syncs.wait(lane)
             return await self._sender.call(lane, command)
         finally:
             self._calls -= 1
@@ -376,44 +366,9 @@ class Worker:
         flight, so nothing behind it in the chat overtakes it.
         """
         self._unsaved[lane] = save  # for `stop`, if cancelled before the storage is back
-        result = await _until_stored(command, save)
+        result = await until_stored(command, save)
         self._unsaved.pop(lane, None)
         return result
-
-    def _track(self, lane: str, command: Command, result: object, durable: Future[None]) -> None:
-        """Follow a delivery recorded but maybe not yet on disk (the lane goes on meanwhile):
-        tell the status waiters once it is on disk; if the disk did not confirm it, record it
-        again, and the lane's next send waits for that (`_durable`)."""
-        self._syncing[lane] = durable
-
-        def done(future: Future[None]) -> None:
-            if future.cancelled():  # `stop` gave up on it
-                return
-            if future.exception() is not None:
-                again = self._settler.record_delivered
-                task = asyncio.create_task(_until_stored(command, lambda: again(command, result)))
-                self._syncing[lane] = task
-                task.add_done_callback(lambda t: self._forget_sync(lane, t))
-                return
-            self._forget_sync(lane, future)
-            self._settler.durable(command)
-
-        durable.add_done_callback(done)
-
-    def _forget_sync(self, lane: str, pending: Future[None]) -> None:
-        if self._syncing.get(lane) is pending:
-            del self._syncing[lane]
-
-    async def _durable(self, lane: str) -> None:
-        """Before a lane's send: its previous delivery's record is on disk. (The claim just
-        synced came after it in the log, so this normally waits for nothing.)"""
-        while (pending := self._syncing.get(lane)) is not None:
-            try:
-                await pending
-            except StorageError:  # not confirmed: `_track` puts its new record in its place
-                await asyncio.sleep(0)
-            else:
-                self._forget_sync(lane, pending)
 
     async def _put_back(self, command: Command) -> None:
         """Back to the queue with what is known to be delivered (a split's parts so far)."""
@@ -422,22 +377,3 @@ class Worker:
             for part, result in enumerate(command.result):
                 await self._queue.save_part(command.id, part, result, now)
         await self._queue.retry(command.id, now, now, refund=True)
-
-
-async def _until_stored(command: Command, save: Callable[[], Awaitable[_T]]) -> _T:
-    """`save()`, again after a backoff for as long as the storage refuses it."""
-    wait = 0.0
-    while True:
-        try:
-            return await save()
-        except StorageError as exc:
-            if not wait:
-                logger.warning(
-                    "%s %s: cannot record its outcome (%s); its chat waits until the storage "
-                    "is back",
-                    command.method,
-                    command.id,
-                    exc.reason,
-                )
-            wait = storage_backoff(wait)
-            await asyncio.sleep(wait)
