@@ -8,6 +8,7 @@ the serialisers recurse. `check_values` refuses all of them at the door, naming 
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -93,4 +94,74 @@ def encodable(value: str) -> bool:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
+    return True
+
+
+def loads_checked(body: bytes, *, max_values: int, max_depth: int) -> Any:
+    """`json.loads(body)` then `check_values`, for the inlets' bigger bodies without walking
+    every value in the common case (the walk builds a path per value: ~60 µs for a 3.5 KB
+    Alertmanager payload).
+
+    Decoded as strict UTF-8 (so no raw-encoded surrogate gets in) with hooks that refuse the
+    numbers Telegram could not carry; a body with no `\\ud`/`\\uD` escape holds no lone
+    surrogate, one of fewer characters than `max_values` no more values, and one with fewer
+    brackets than `max_depth` no deeper nesting (else only its containers are walked). Anything
+    else — not JSON, another encoding, a surrogate escape, a refused number, too deep — takes
+    the exact path (`json.loads` + `check_values`), so answers and errors stay as they were:
+    ValueError or RecursionError for what is not JSON, InputError naming the field."""
+    try:
+        text = body.decode("utf-8")
+        if "\\ud" not in text and "\\uD" not in text:
+            value = _QUICK.decode(text)
+            if len(text) <= max_values and (
+                text.count("{") + text.count("[") <= max_depth or _depth_ok(value, max_depth)
+            ):
+                return value
+    except (ValueError, RecursionError, _Refused):
+        pass
+    value = json.loads(body)
+    check_values(value, max_values=max_values, max_depth=max_depth)
+    return value
+
+
+class _Refused(Exception):
+    """A number `check_values` would refuse: take the exact path, which names it."""
+
+
+def _int64(text: str) -> int:
+    number = int(text)
+    if not c.INT64_MIN <= number <= c.INT64_MAX:
+        raise _Refused
+    return number
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _Refused
+    return number
+
+
+def _constant(text: str) -> float:
+    raise _Refused  # NaN, Infinity, -Infinity
+
+
+_CONTAINERS = frozenset({dict, list})
+_QUICK = json.JSONDecoder(parse_int=_int64, parse_float=_finite, parse_constant=_constant)
+
+
+def _depth_ok(value: Any, max_depth: int) -> bool:
+    """No container of `value` deeper than `max_depth` (the top one is at depth 1)."""
+    level: list[Any] = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return False
+        level = [
+            item
+            for container in level
+            for item in (container.values() if type(container) is dict else container)
+            if type(item) in _CONTAINERS  # json.loads makes exactly these types
+        ]
     return True

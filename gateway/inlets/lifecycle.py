@@ -12,8 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from gateway import constants as c
@@ -148,17 +147,45 @@ class Lifecycle:
         while len(self._cache) > THREAD_CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    @asynccontextmanager
-    async def _exclusive(self, key: tuple[str, str, str]) -> AsyncIterator[None]:
-        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+    def _exclusive(self, key: tuple[str, str, str]) -> _Exclusive:
+        return _Exclusive(self._locks, key)
+
+
+class _Exclusive:
+    """`async with`: one holder per thread key at a time in this process; the key's lock is
+    dropped with its last user. A class, not a generator context manager: it is entered on
+    every notification."""
+
+    __slots__ = ("_entry", "_key", "_locks")
+
+    def __init__(
+        self, locks: dict[tuple[str, str, str], tuple[asyncio.Lock, list[int]]], key: Any
+    ) -> None:
+        self._locks = locks
+        self._key = key
+        entry = locks.get(key)
+        if entry is None:
+            entry = locks[key] = (asyncio.Lock(), [0])
+        self._entry = entry
+
+    async def __aenter__(self) -> None:
+        lock, users = self._entry
         users[0] += 1
         try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[key]
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._entry[0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        users = self._entry[1]
+        users[0] -= 1
+        if not users[0]:
+            del self._locks[self._key]
 
 
 def _group_change(notification: Notification) -> Change:

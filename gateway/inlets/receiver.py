@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,7 +9,7 @@ from aiohttp import web
 
 from gateway import constants as c
 from gateway import keys
-from gateway.bodycheck import check_values
+from gateway.bodycheck import loads_checked
 from gateway.errors import InputError
 from gateway.http import error_response
 from gateway.inlets.actions import AlertActions
@@ -43,14 +42,12 @@ async def receive(request: web.Request) -> web.Response:
             response.headers["WWW-Authenticate"] = 'Bearer realm="telegram-gateway"'
         return response
     try:
-        payload = json.loads(body)
+        # A lone surrogate (valid JSON) could not be stored or sent; absurd nesting would make
+        # the encoders recurse. Refused here, naming where, before anything is stored.
+        payload = loads_checked(body, max_values=c.MAX_INLET_VALUES, max_depth=c.MAX_INLET_DEPTH)
     except (ValueError, RecursionError):
         inlets.metrics.outcome(name, "invalid")
         raise InputError("the body is not JSON", code="invalid_json", field="body") from None
-    try:
-        # A lone surrogate (valid JSON) could not be stored or sent; absurd nesting would make
-        # the encoders recurse. Refused here, naming where, before anything is stored.
-        check_values(payload, max_values=c.MAX_INLET_VALUES, max_depth=c.MAX_INLET_DEPTH)
     except InputError:
         inlets.metrics.outcome(name, "invalid")
         raise
