@@ -12,6 +12,9 @@ from typing import Final
 TELEGRAM_API_BASE: Final = "https://api.telegram.org"
 MAX_MESSAGE_LENGTH: Final = 4096
 MAX_CAPTION_LENGTH: Final = 1024
+#: Telegram's server refuses a text or caption over 32 KiB of UTF-8 before parsing its markup
+#: (`Client::get_formatted_text`: "text is too long"); the 4096/1024 limits apply after parsing.
+MAX_TEXT_SOURCE_BYTES: Final = 1 << 15
 MAX_CALLBACK_DATA_BYTES: Final = 64
 WEBHOOK_PORTS: Final = frozenset({443, 80, 88, 8443})
 WEBHOOK_MAX_CONNECTIONS_RANGE: Final = (1, 100)

@@ -90,6 +90,13 @@ async def test_errors_raise_the_exceptions_telegram_would(box: SandboxClient) ->
             await bot.send_message(999_999, "hello")
         with pytest.raises(BadRequest, match=r"^Message text is empty$"):
             await bot.send_message(USER, "")
+        # over 32 KiB the server refuses a text before parsing it, over 4096 after
+        with pytest.raises(BadRequest, match=r"^Text is too long$"):
+            await bot.send_message(USER, "x" * 40_000)
+        with pytest.raises(BadRequest, match=r"^Message is too long$"):
+            await bot.send_message(USER, "x" * 4097)
+        with pytest.raises(BadRequest, match=r"^Message identifier is not specified$"):
+            await bot.delete_message(USER, 0)
         with pytest.raises(Forbidden, match="bot was blocked by the user"):
             await bot.send_message(OTHER_USER, "hello")
         # a user the bot saw only in a group never started it

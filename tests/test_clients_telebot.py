@@ -121,6 +121,11 @@ async def test_errors_carry_telegrams_codes_and_descriptions(
     assert error.result_json["parameters"] == {"migrate_to_chat_id": migrated["migrate_to_chat_id"]}
     error = await failure(bot.send_photo, USER, "AgACAgIAAxkBAAIBAAFh")
     assert error.description == "Bad Request: wrong file identifier/HTTP URL specified"
+    # with a chat but no message id: Client.cpp looks for message 0, which is never found
+    error = await failure(bot.edit_message_text, "x", chat_id=USER)
+    assert error.description == "Bad Request: message to edit not found"
+    error = await failure(bot.edit_message_text, "x")
+    assert error.description == "Bad Request: message identifier is not specified"
     error = await failure(bot.send_sticker, USER, "CAACAgIAAxkBAAIBAAFh")
     assert error.error_code == 400 and "not emulated" in error.description
     # a well-formed token whose bot id another token owns: Telegram's 401

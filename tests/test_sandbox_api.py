@@ -164,6 +164,10 @@ async def test_a_body_that_is_not_json_is_a_400(box: SandboxClient) -> None:
         ({"chat_id": "@nobody", "text": "hi"}, "Bad Request: chat not found"),
         ({"chat_id": USER, "text": "x" * 4097}, "Bad Request: message is too long"),
         ({"chat_id": USER, "text": "😀" * 2048 + "x"}, "Bad Request: message is too long"),
+        # over 32 KiB of UTF-8 the server refuses the text before parsing it
+        ({"chat_id": USER, "text": "é" * 16385}, "Bad Request: text is too long"),
+        ({"chat_id": "1111abc", "text": ""}, "Bad Request: message text is empty"),
+        ({"chat_id": "abc", "text": "hi"}, "Bad Request: chat not found"),
         (
             {"chat_id": USER, "text": "hi", "parse_mode": "BBCode"},
             "Bad Request: unsupported parse_mode",
@@ -175,6 +179,23 @@ async def test_a_body_that_is_not_json_is_a_400(box: SandboxClient) -> None:
         (
             {"chat_id": USER, "text": "hi", "reply_markup": "{nope"},
             "Bad Request: can't parse reply keyboard markup JSON object",
+        ),
+        (
+            {"chat_id": USER, "text": "hi", "reply_markup": [1]},
+            "Bad Request: object expected as reply markup",
+        ),
+        (
+            {"chat_id": USER, "text": "hi", "reply_markup": {"inline_keyboard": "x"}},
+            'Bad Request: field "inline_keyboard" must be of type Array',
+        ),
+        (
+            {"chat_id": USER, "text": "hi", "reply_markup": {"inline_keyboard": ["x"]}},
+            'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of '
+            "Arrays",
+        ),
+        (
+            {"chat_id": USER, "text": "hi", "reply_markup": {"keyboard": [{"text": "a"}]}},
+            'Bad Request: field "keyboard" must be an Array of Arrays',
         ),
         (
             {
@@ -284,11 +305,14 @@ async def test_edit_message_reply_markup(box: SandboxClient) -> None:
     assert "reply_markup" not in cleared
     status, body = await box.api("editMessageReplyMarkup", **ids)
     assert body["description"] == NOT_MODIFIED
+    # Client.cpp: with a chat_id a missing message_id is a message not found; without either
+    # the call means an inline message, whose id is then missing
     status, body = await box.api("editMessageText", chat_id=USER, text="t")
-    assert (status, body["description"]) == (
-        400,
-        "Bad Request: message identifier is not specified",
-    )
+    assert (status, body["description"]) == (400, "Bad Request: message to edit not found")
+    status, body = await box.api("editMessageText", text="t")
+    assert body["description"] == "Bad Request: message identifier is not specified"
+    status, body = await box.api("editMessageReplyMarkup", inline_message_id="AgAAAB")
+    assert body["description"] == "Bad Request: invalid inline message identifier specified"
 
 
 async def test_chat_action_and_get_chat(box: SandboxClient) -> None:

@@ -66,10 +66,9 @@ def chat_id_param(call: Call, name: str = "chat_id") -> int:
             if chat.username and chat.username.lower() == username and chat.type != "private":
                 return chat.id
         raise bad_request("chat not found")
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request("chat not found") from None
+    # Telegram's server reads the leading digits (td::to_integer): "1111abc" is chat 1111, "abc"
+    # is chat 0, which is never found.
+    return call.params.integer(name)
 
 
 def require_chat(call: Call, *, outgoing: bool = True) -> Chat:
@@ -121,8 +120,6 @@ def admit_send(call: Call, chat: Chat, messages: int = 1) -> None:
 
 
 def message_id_param(call: Call, name: str = "message_id") -> int:
-    """A message id parameter; 400 `message identifier is not specified` when missing."""
-    message_id = call.params.integer(name)
-    if message_id == 0 and not call.params.string(name).strip():
-        raise bad_request("message identifier is not specified")
-    return message_id
+    """A message id parameter as Telegram's server reads it: 0 when absent, not a number or
+    negative (`Client::get_message_id`); each method decides what 0 means."""
+    return max(call.params.integer(name), 0)

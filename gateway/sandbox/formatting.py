@@ -2,14 +2,14 @@
 
 `parse_mode` wins over `entities` (as in Telegram's server); the result is normalised (see
 `gateway.sandbox.markup`) and checked against the 4096-character limit, counted in UTF-16 code
-units after entity parsing.
+units after entity parsing; before parsing, the source may not exceed 32 KiB of UTF-8.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.constants import MAX_MESSAGE_LENGTH
+from gateway.constants import MAX_MESSAGE_LENGTH, MAX_TEXT_SOURCE_BYTES
 from gateway.sandbox.html import parse_html
 from gateway.sandbox.markdown import parse_markdown, parse_markdown_v2
 from gateway.sandbox.markup import (
@@ -37,6 +37,8 @@ def format_text(
     `entities` is the decoded `entities` parameter (ignored when a parse_mode is given);
     `bot_commands` says whether `/command`s are detected (see `markup.normalize`).
     """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_SOURCE_BYTES:
+        raise bad_request("text is too long")
     mode = parse_mode.strip().lower()
     try:
         if mode and mode != "none":

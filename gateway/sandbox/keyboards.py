@@ -31,10 +31,12 @@ def _button_error(reason: str) -> ApiError:
     return bad_request(f"can't parse inline keyboard button: {reason}")
 
 
-def _rows(markup: dict[str, Any], field: str, kind: str) -> list[list[Any]]:
+def _rows(markup: dict[str, Any], field: str, of_kind: str = "") -> list[list[Any]]:
     rows = markup[field]
-    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-        raise bad_request(f'field "{field}" of the {kind} should be an Array of Arrays')
+    if not isinstance(rows, list):
+        raise bad_request(f'field "{field}" must be of type Array')
+    if not all(isinstance(row, list) for row in rows):
+        raise bad_request(f'field "{field}"{of_kind} must be an Array of Arrays')
     return rows
 
 
@@ -61,21 +63,30 @@ def read_inline_button(button: Any) -> dict[str, Any]:
 
 
 def read_reply_markup(value: Any) -> dict[str, Any] | None:
-    """The decoded `reply_markup` parameter, validated; None when absent."""
+    """The decoded `reply_markup` parameter, validated; None when absent.
+
+    In the order of Telegram's `Client::get_reply_markup`: the reply keyboard's rows are read
+    first, then the inline keyboard's; an object with none of the known keyboards (or only
+    empty ones) is no markup at all, not an error.
+    """
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise bad_request("can't parse reply keyboard markup JSON object")
-    if "inline_keyboard" in value:
-        rows = _rows(value, "inline_keyboard", "InlineKeyboardMarkup")
-        return {"inline_keyboard": [[read_inline_button(b) for b in row] for row in rows]}
+        raise bad_request("object expected as reply markup")
+    keyboard: list[list[Any]] = []
     if "keyboard" in value:
-        rows = _rows(value, "keyboard", "ReplyKeyboardMarkup")
-        keyboard = [[_reply_button(button) for button in row] for row in rows]
+        keyboard = [[_reply_button(button) for button in row] for row in _rows(value, "keyboard")]
+    inline: list[list[Any]] = []
+    if "inline_keyboard" in value:
+        rows = _rows(value, "inline_keyboard", " of the InlineKeyboardMarkup")
+        inline = [[read_inline_button(button) for button in row] for row in rows]
+    if keyboard:
         return {**value, "keyboard": keyboard}
-    if value.get("remove_keyboard") is True or value.get("force_reply") is True:
+    if inline:
+        return {"inline_keyboard": inline}
+    if any(value.get(name) is True for name in ("remove_keyboard", "hide_keyboard", "force_reply")):
         return value
-    raise bad_request("can't parse reply keyboard markup JSON object")
+    return None
 
 
 def _reply_button(button: Any) -> dict[str, Any]:

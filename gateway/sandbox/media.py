@@ -25,7 +25,7 @@ from gateway.sandbox.keyboards import read_reply_markup
 from gateway.sandbox.markup import utf16_len
 from gateway.sandbox.messages import NOT_MODIFIED, editable, reply_target
 from gateway.sandbox.params import UploadedFile
-from gateway.sandbox.replies import bad_request
+from gateway.sandbox.replies import ApiError, bad_request
 from gateway.sandbox.topics import thread_param
 
 METHODS = MethodTable()
@@ -42,6 +42,8 @@ URL_LIMIT_DEFAULT = 20 * 1000 * 1000
 UPLOAD_LIMIT = {"photo": c.TELEGRAM_MAX_PHOTO_BYTES}
 GET_FILE_LIMIT = 20 * 1000 * 1000
 ALBUM_KINDS = ("photo", "video", "document", "audio")
+#: InputMedia types Telegram's server reads (a voice message is no InputMedia).
+INPUT_MEDIA_TYPES = ("photo", "video", "animation", "audio", "document")
 WRONG_FILE = "wrong file identifier/HTTP URL specified"
 
 
@@ -199,27 +201,41 @@ for _kind in KIND_NAMES:
     _file_method(_kind)
 
 
+def _input_media(item: Any) -> dict[str, Any]:
+    """One InputMedia object, checked as Client.cpp's get_input_media reads it."""
+
+    def refuse(reason: str) -> ApiError:
+        return bad_request(f"can't parse InputMedia: {reason}")
+
+    if not isinstance(item, dict):
+        raise refuse("expected an Object")
+    for name in ("type", "media"):
+        if item.get(name) is not None and not isinstance(item[name], str):
+            raise refuse(f'Field "{name}" must be of type String')
+    if "type" not in item:
+        raise refuse('Can\'t find field "type"')
+    if not item.get("media"):
+        raise refuse("media not found")
+    if item["type"] not in INPUT_MEDIA_TYPES:
+        raise refuse(f'type "{item["type"]}" is unsupported')
+    return item
+
+
 def _album_items(call: Call) -> list[dict[str, Any]]:
     media = call.params.json("media", "media")
     if media is None:
         raise bad_request('parameter "media" is required')
     if not isinstance(media, list):
-        raise bad_request("can't parse media JSON object")
+        raise bad_request("expected an Array of InputMedia")
+    media = [_input_media(item) for item in media]
     if len(media) < c.ALBUM_SIZE_RANGE[0]:
         raise bad_request("media must include at least 2 items")  # wording unverified
     if len(media) > c.ALBUM_SIZE_RANGE[1]:
         raise bad_request("too many messages to send as an album")  # wording unverified
     kinds = []
     for item in media:
-        if not isinstance(item, dict) or item.get("type") not in (
-            "photo",
-            "video",
-            "document",
-            "audio",
-        ):
-            raise bad_request("can't parse InputMedia JSON object")
-        if not isinstance(item.get("media"), str):
-            raise bad_request("can't parse InputMedia JSON object")
+        if item["type"] not in ALBUM_KINDS:
+            raise bad_request("can't parse InputMedia JSON object")  # unverified (TDLib's check)
         kinds.append(item["type"])
     for kind in ("document", "audio"):
         if kind in kinds and len(set(kinds)) > 1:
@@ -280,12 +296,10 @@ async def edit_message_caption(call: Call) -> dict[str, Any]:
 @METHODS.method("editMessageMedia")
 async def edit_message_media(call: Call) -> dict[str, Any]:
     """Replace the file (and caption) of a message with a file."""
-    media = call.params.json("media", "InputMedia")
-    if not isinstance(media, dict) or not isinstance(media.get("media"), str):
-        raise bad_request("can't parse InputMedia JSON object")
-    kind = str(media.get("type"))
-    if kind not in KIND_NAMES:
-        raise bad_request("can't parse InputMedia JSON object")
+    media = call.params.json("media", "input media")
+    if media is None:
+        raise bad_request('parameter "media" is required')
+    kind = str(_input_media(media)["type"])
     caption, entities = caption_of(media)
     chat, message = editable(call)
     if not message.media:
@@ -308,6 +322,9 @@ async def edit_message_media(call: Call) -> dict[str, Any]:
 async def send_location(call: Call) -> dict[str, Any]:
     """A point on the map."""
     params = call.params
+    for name in ("latitude", "longitude"):
+        if not params.string(name).strip():
+            raise bad_request(f"{name} is empty")
     try:
         latitude = float(params.string("latitude"))
         longitude = float(params.string("longitude"))
@@ -329,7 +346,7 @@ async def get_file(call: Call) -> dict[str, Any]:
     """A File with its `file_path` for /file/bot<token>/<file_path> (files up to 20 MB)."""
     file_id = call.params.string("file_id").strip()
     if not file_id:
-        raise bad_request("file_id is empty")  # unverified
+        raise bad_request("file_id not specified")
     handle = call.sandbox.files.find(call.bot.bot_id, file_id)
     if handle is None:
         raise bad_request("invalid file_id")

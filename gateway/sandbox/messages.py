@@ -94,10 +94,16 @@ async def send_message(call: Call) -> dict[str, Any]:
 
 
 def editable(call: Call) -> tuple[Chat, StoredMessage]:
-    if call.params.string("inline_message_id"):
-        raise bad_request("MESSAGE_ID_INVALID")
+    """The message an edit* call addresses, checked in Telegram's order: without `chat_id` and
+    `message_id` it is an inline message (the sandbox has none), else the chat, then the message
+    (a missing `message_id` is simply not found)."""
+    message_id = message_id_param(call)
+    if not call.params.string("chat_id") and message_id == 0:
+        if not call.params.string("inline_message_id"):
+            raise bad_request("message identifier is not specified")
+        raise bad_request("invalid inline message identifier specified")
     chat = require_chat(call)
-    message = call.bot.find_message(chat.id, message_id_param(call))
+    message = call.bot.find_message(chat.id, message_id)
     if message is None:
         raise bad_request("message to edit not found")
     if not message.from_bot:
@@ -141,8 +147,14 @@ async def edit_message_reply_markup(call: Call) -> dict[str, Any]:
 @METHODS.method("deleteMessage")
 async def delete_message(call: Call) -> bool:
     """Delete a message: any in a private chat, only the bot's own elsewhere."""
+    # Client.cpp checks both parameters before looking anything up.
+    if not call.params.string("chat_id"):
+        raise bad_request("chat identifier is not specified")
+    message_id = message_id_param(call)
+    if message_id == 0:
+        raise bad_request("message identifier is not specified")
     chat = require_chat(call, outgoing=False)
-    message = call.bot.find_message(chat.id, message_id_param(call))
+    message = call.bot.find_message(chat.id, message_id)
     if message is None:
         raise bad_request("message to delete not found")
     if chat.type != "private" and not message.from_bot:

@@ -99,18 +99,32 @@ def _scope_key(call: Call) -> tuple[str, str]:
     return key, call.params.string("language_code").strip().lower()
 
 
-def _read_commands(value: Any) -> list[dict[str, str]]:
+def _command_field(item: dict[str, Any], name: str) -> str:
+    # td's get_required_string_field: a string, or a number taken as its text.
+    if name not in item:
+        raise bad_request(f"can't parse BotCommand: Can't find field \"{name}\"")
+    value = item[name]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise bad_request(f'can\'t parse BotCommand: Field "{name}" must be of type String')
+    return value
+
+
+def _read_commands(call: Call) -> list[dict[str, str]]:
+    # Client.cpp's get_bot_commands: no `commands` at all is the empty list.
+    if not call.params.string("commands"):
+        return []
+    value = call.params.json("commands", "commands")
     if not isinstance(value, list):
-        raise bad_request("can't parse commands JSON object")
+        raise bad_request("expected an Array of BotCommand")
     if len(value) > MAX_COMMANDS:
         raise bad_request("BOT_COMMANDS_TOO_MUCH")
     commands = []
     for item in value:
         if not isinstance(item, dict):
-            raise bad_request("can't parse BotCommand JSON object")
-        command, description = item.get("command"), item.get("description")
-        if not isinstance(command, str) or not isinstance(description, str):
-            raise bad_request("can't parse BotCommand JSON object")
+            raise bad_request("can't parse BotCommand: expected an Object")
+        command, description = _command_field(item, "command"), _command_field(item, "description")
         if not COMMAND_PATTERN.match(command):
             raise bad_request("BOT_COMMAND_INVALID")
         description = description.strip()
@@ -123,7 +137,7 @@ def _read_commands(value: Any) -> list[dict[str, str]]:
 @METHODS.method("setMyCommands")
 async def set_my_commands(call: Call) -> bool:
     """Store the command list of a scope and language."""
-    commands = _read_commands(call.params.json("commands", "commands"))
+    commands = _read_commands(call)
     key = _scope_key(call)
     if commands:
         call.bot.commands[key] = commands
@@ -149,10 +163,8 @@ async def delete_my_commands(call: Call) -> bool:
 async def answer_callback_query(call: Call) -> bool:
     """Answer a callback query the sandbox sent; each can be answered once."""
     params = call.params
-    query_id = params.string("callback_query_id")
-    if not query_id:
-        raise bad_request("callback_query_id is empty")
-    record = call.bot.callbacks.get(query_id)
+    # Without an id Telegram's server asks about query 0, which is never valid.
+    record = call.bot.callbacks.get(params.string("callback_query_id"))
     if record is None or record.answer is not None:
         raise bad_request(QUERY_INVALID)
     text = params.string("text")
