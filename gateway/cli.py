@@ -98,31 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     add_gen_cert_arguments(cert)
 
     token = sub.add_parser("token", help="manage API clients (add, list, revoke, callback-key)")
-    token.add_argument(
-        "--file",
-        default=None,
-        help="the clients file (default: --config's [server] clients_file, else "
-        f"$GATEWAY_SERVER_CLIENTS_FILE, else {c.DEFAULT_CLIENTS_FILE})",
-    )
-    token.add_argument(
-        "--callback-secret-file",
-        default=None,
-        help="the gateway's callback secret (default: --config's [server] callback_secret_file, "
-        f"else $GATEWAY_SERVER_CALLBACK_SECRET_FILE, else {c.DEFAULT_CALLBACK_SECRET_FILE})",
-    )
-    token.add_argument(
-        "--config",
-        default=None,
-        help="read [server] clients_file and callback_secret_file from this file",
-    )
+    _token_file_options(token, None)
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a client and print its token once")
+    _token_file_options(add)
     add.add_argument("name")
     add.add_argument("--chat", action="append", default=[], help="allowed chat id (repeat)")
     add.add_argument("--method", action="append", default=[], help="allowed method (repeat)")
     add.add_argument("--rate", help="rate limit, e.g. 10/s or 600/m")
     add.add_argument("--sign", action="store_true", help="require signed requests")
-    actions.add_parser("list", help="list clients (never their tokens)")
+    _token_file_options(actions.add_parser("list", help="list clients (never their tokens)"))
 
     check = sub.add_parser("check", help="check a deployment: config, certificate, Telegram, ...")
     check.add_argument("--config", default=None, help=f"default {c.DEFAULT_CONFIG_PATH}")
@@ -133,10 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("--config", default=None, help="read [queue] path from this file")
     revoke = actions.add_parser("revoke", help="remove a client")
     revoke.add_argument("name")
+    _token_file_options(revoke)
     key = actions.add_parser(
         "callback-key", help="print the key that signs a client's callbacks (callback_url)"
     )
     key.add_argument("name")
+    _token_file_options(key)
 
     move = sub.add_parser(
         "migrate-queue",
@@ -170,6 +157,32 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="JSON, with each update's body")
     listing.add_argument("--limit", type=int, default=50, help="newest N (default 50)")
     return parser
+
+
+def _token_file_options(
+    parser: argparse.ArgumentParser, default: str | None = argparse.SUPPRESS
+) -> None:
+    """`--file`, `--callback-secret-file` and `--config` of `gateway token`: accepted before
+    the action (`token --config X add ci`) and after it (`token add ci --config X`, as
+    `check` and `backup` take them). The action's copies default to SUPPRESS, so they
+    never overwrite a value given before the action."""
+    parser.add_argument(
+        "--file",
+        default=default,
+        help="the clients file (default: --config's [server] clients_file, else "
+        f"$GATEWAY_SERVER_CLIENTS_FILE, else {c.DEFAULT_CLIENTS_FILE})",
+    )
+    parser.add_argument(
+        "--callback-secret-file",
+        default=default,
+        help="the gateway's callback secret (default: --config's [server] callback_secret_file, "
+        f"else $GATEWAY_SERVER_CALLBACK_SECRET_FILE, else {c.DEFAULT_CALLBACK_SECRET_FILE})",
+    )
+    parser.add_argument(
+        "--config",
+        default=default,
+        help="read [server] clients_file and callback_secret_file from this file",
+    )
 
 
 def setup_logging(level: str, secrets: Sequence[str] = (), log_format: str = "text") -> None:

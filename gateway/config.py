@@ -305,6 +305,10 @@ def load_config(
         env,
         policy,
     )
+    if token is None and not host_given:
+        # Sandbox mode is a demo whose API token is printed on the console: loopback only
+        # unless the operator names an address.
+        server = dataclasses.replace(server, host=c.SANDBOX_HOST)
     allowed = read_allowed_users(
         resolve(base, telegram.allowed_users_file),
         telegram.allowed_users_file,

@@ -86,3 +86,37 @@ async def test_healthz_answers_while_a_big_markdown_text_is_parsed(
         assert status == 202, answer
         # On the loop, at most one or two got in before the body had arrived or after parsing.
         assert answered_meanwhile >= 5, answered_meanwhile
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_healthz_answers_while_the_worker_splits_a_big_text(
+    gateway_factory: GatewayFactory, sandbox: Sandbox
+) -> None:
+    """Splitting a 1 MiB MarkdownV2 text into parts takes seconds too: the worker does it off
+    the event loop, so /healthz is answered between the 202 and the first part going out."""
+    await sandbox.create_chat(USER)
+    line = "*bold* and _italic_ words with `code` and a [link](https://example.com/)\n"
+    text = line * (1024 * 1024 // len(line))
+    env = {
+        "GATEWAY_DELIVERY_MAX_TEXT_LENGTH": str(2 * len(text)),
+        "GATEWAY_SERVER_BODY_LIMIT": str(4 * len(text)),
+    }
+    async with gateway_factory(env) as gw:
+        body = json.dumps({"text": text, "chat_id": USER, "parse_mode": "MarkdownV2"}).encode()
+        headers = {**gw.auth, "Content-Type": "application/json"}
+        url = f"{gw.url}/enqueue_command"
+        async with gw.http.post(url, data=io.BytesIO(body), headers=headers) as resp:
+            assert resp.status == 202, await resp.text()
+        answered_meanwhile = 0
+        for _ in range(1200):
+            if await sandbox.messages(USER):
+                break
+            async with asyncio.timeout(10):  # an upper bound, not a speed
+                async with gw.http.get(f"{gw.url}/healthz") as resp:
+                    assert resp.status == 200, await resp.text()
+            answered_meanwhile += 1
+            await asyncio.sleep(0.05)
+        assert await sandbox.messages(USER), "the first part never went out"
+        # On the loop, /healthz would wait for the whole split: one answer, then the part.
+        assert answered_meanwhile >= 5, answered_meanwhile

@@ -47,6 +47,10 @@ def test_defaults_without_any_file_mean_sandbox_mode(tmp_path: Path) -> None:
     assert config.allowed_users == frozenset({1111})
     assert config.queue.backend == "sqlite"
     assert config.queue_path == tmp_path / "var/gateway.db"
+    # The demo prints its API token: loopback only unless an address is named.
+    assert config.server.host == "127.0.0.1"
+    named = load_config(None, {"GATEWAY_SERVER_HOST": "0.0.0.0"}, base_dir=tmp_path)
+    assert named.server.host == "0.0.0.0"
 
 
 def test_original_secrets_files_are_read(live: Path) -> None:
@@ -86,6 +90,7 @@ def test_bot_token_from_environment_wins(tmp_path: Path) -> None:
     write(tmp_path, "config/secrets/allowed_user.txt", "1\n")
     config = load_config(None, env, base_dir=tmp_path)
     assert config.token is not None and config.token.reveal() == "77:from-env"
+    assert config.server.host == "0.0.0.0"  # a real bot listens for Telegram on every address
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.cli import main
 from gateway.egress import EgressRefused, guarded_session, host_address, parse_networks
@@ -132,6 +133,29 @@ async def test_the_connection_is_checked_too(
         assert (await gw.command(command_id, wait=10))["status"] == "answered"
         await asyncio.sleep(1.0)  # the callback's first attempt is made at once
     assert service.calls == []
+
+
+async def test_a_callback_answered_with_a_redirect_is_not_followed(
+    gateway_factory: GatewayFactory, sandbox: Sandbox, service: Service
+) -> None:
+    """A 307 from an allowed address would move the POST elsewhere, to an address checked by
+    nobody: the gateway counts it as the service's failure and never goes where it points."""
+    paths: list[str] = []
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        paths.append(request.path)
+        raise web.HTTPTemporaryRedirect(f"{service.url}/elsewhere")
+
+    service.behaviour = redirect
+    async with gateway_factory(LOOPBACK_ONLY) as gw:
+        command_id, message = await ask(
+            gw, sandbox, buttons=[["Yes"]], callback_url=f"{service.url}/cb"
+        )
+        await tap(sandbox, message, "Yes")
+        assert (await gw.command(command_id, wait=10))["status"] == "answered"
+        await service.wait_calls(1)
+        await asyncio.sleep(1.0)  # a followed redirect would have come right after
+    assert paths and set(paths) == {"/cb"}, paths
 
 
 async def test_the_guarded_session_refuses_addresses_and_names_outside(service: Service) -> None:

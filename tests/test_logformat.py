@@ -122,3 +122,24 @@ def test_token_honours_the_config_files_clients_file(tmp_path: Path) -> None:
         text=True,
     )
     assert missing.returncode == 2 and "nope.toml" in missing.stderr
+
+
+def test_token_takes_its_file_options_after_the_action_too(tmp_path: Path) -> None:
+    """`gateway token add ci --config X` (as `check` and `backup` are written) works like
+    `gateway token --config X add ci`; an option given before the action is not undone."""
+    (tmp_path / "gw.toml").write_text('[server]\nclients_file = "elsewhere/clients.toml"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+    def token(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway", "token", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    assert token("add", "ci", "--config", "gw.toml").returncode == 0
+    assert (tmp_path / "elsewhere/clients.toml").is_file()
+    assert not (tmp_path / "config/secrets/api_clients.toml").exists()
+    assert token("list", "--config", "gw.toml").stdout.startswith("ci: ")
+    assert token("list", "--file", "elsewhere/clients.toml").stdout.startswith("ci: ")
+    assert token("--config", "gw.toml", "list").stdout.startswith("ci: ")
+    assert token("callback-key", "ci", "--config", "gw.toml").returncode == 0
+    assert token("revoke", "ci", "--config", "gw.toml").returncode == 0
+    assert "no API clients" in token("--config", "gw.toml", "list").stdout
