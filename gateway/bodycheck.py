@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from gateway import constants as c
 from gateway.errors import InputError
@@ -102,52 +104,36 @@ def loads_checked(body: bytes, *, max_values: int, max_depth: int) -> Any:
     every value in the common case (the walk builds a path per value: ~60 µs for a 3.5 KB
     Alertmanager payload).
 
-    Decoded as strict UTF-8 (so no raw-encoded surrogate gets in) with hooks that refuse the
-    numbers Telegram could not carry; a body with no `\\ud`/`\\uD` escape holds no lone
-    surrogate, one of fewer characters than `max_values` no more values, and one with fewer
-    brackets than `max_depth` no deeper nesting (else only its containers are walked). Anything
-    else — not JSON, another encoding, a surrogate escape, a refused number, too deep — takes
-    the exact path (`json.loads` + `check_values`), so answers and errors stay as they were:
-    ValueError or RecursionError for what is not JSON, InputError naming the field."""
-    try:
-        text = body.decode("utf-8")
-        if "\\ud" not in text and "\\uD" not in text:
-            value = _QUICK.decode(text)
-            if len(text) <= max_values and (
-                text.count("{") + text.count("[") <= max_depth or _depth_ok(value, max_depth)
+    Decoded by orjson (~6 µs for that payload, against ~14 for `json.loads`), which refuses
+    invalid UTF-8 (so no raw-encoded surrogate), lone surrogate escapes, NaN, ±Infinity and
+    numbers beyond a double (1e999) — and so takes the exact path for all of them. It takes
+    integers up to 2**64 - 1 and turns bigger ones into floats, so a body with a run of 19 or
+    more digits (where every integer beyond 64 bits is, and some within) takes the exact path
+    too. A body of fewer bytes than `max_values` holds no more values, one with fewer brackets
+    than `max_depth` no deeper nesting (else only its containers are walked). Anything else —
+    not JSON, another encoding, a refused number, too deep — takes the exact path
+    (`json.loads` + `check_values`), so answers and errors stay as they were: ValueError or
+    RecursionError for what is not JSON, InputError naming the field."""
+    if _LONG_NUMBER not in body.translate(_DIGITS_AS_ZERO):
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if len(body) <= max_values and (
+                body.count(b"{") + body.count(b"[") <= max_depth or _depth_ok(value, max_depth)
             ):
                 return value
-    except (ValueError, RecursionError, _Refused):
-        pass
     value = json.loads(body)
     check_values(value, max_values=max_values, max_depth=max_depth)
     return value
 
 
-class _Refused(Exception):
-    """A number `check_values` would refuse: take the exact path, which names it."""
-
-
-def _int64(text: str) -> int:
-    number = int(text)
-    if not c.INT64_MIN <= number <= c.INT64_MAX:
-        raise _Refused
-    return number
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _Refused
-    return number
-
-
-def _constant(text: str) -> float:
-    raise _Refused  # NaN, Infinity, -Infinity
-
-
-_CONTAINERS = frozenset({dict, list})
-_QUICK = json.JSONDecoder(parse_int=_int64, parse_float=_finite, parse_constant=_constant)
+#: Every digit as "0": a run of 19 digits is then one search. The smallest integer beyond
+#: 64 bits (2**63) has 19 digits; the biggest orjson keeps exact (2**64 - 1) has 20.
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER: Final = b"0" * 19
+_CONTAINERS: Final = frozenset({dict, list})
 
 
 def _depth_ok(value: Any, max_depth: int) -> bool:

@@ -1,4 +1,4 @@
-"""A group's state as stored: the JSON reused for unchanged alerts is the JSON of the state."""
+"""A group's state as stored: JSON that reads back as the state, and older rows still read."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from gateway.inlets import alertmanager, alerts
-from gateway.queue.threads import Thread, encode_state, encode_thread_state
+from gateway.queue.threads import Thread, decode_state, encode_state, encode_thread_state
 
 
 def _payload(resolved_first: bool, group_status: str = "firing") -> dict[str, Any]:
@@ -60,7 +60,7 @@ def test_a_changed_alert_is_encoded_anew() -> None:
     assert encode_thread_state(thread) == encode_state(thread.state)
 
 
-def test_a_storm_reencodes_only_its_new_entry() -> None:
+def test_a_storm_encodes_every_entry() -> None:
     thread = Thread("storm", "1", "storm")
     entries: dict[str, Any] = {}
     for n in range(5):
@@ -70,7 +70,19 @@ def test_a_storm_reencodes_only_its_new_entry() -> None:
         text = encode_thread_state(thread)
         assert text == encode_state(thread.state)
         assert json.loads(text) == thread.state
-    assert thread.fragments["storm", "g0"][0] is entries["g0"]
     # Keys that are not strings are written as JSON writes them.
     thread.state = {"storm": {1: {"title": "one"}}, "n": None}
     assert encode_thread_state(thread) == encode_state(thread.state)
+
+
+def test_states_stored_by_the_stdlib_encoder_still_read() -> None:
+    """Rows written before orjson: compact `json` with `ensure_ascii=False`; and what orjson
+    refuses but that encoder could write (NaN, a lone surrogate) reads through `json`."""
+    thread = Thread("am", "1", "g")
+    _notify(thread, _payload(True))
+    old = json.dumps(thread.state, ensure_ascii=False, separators=(",", ":"))
+    assert decode_state(old) == thread.state
+    assert decode_state(encode_state(thread.state)) == thread.state
+    assert json.loads(encode_state(thread.state)) == thread.state
+    odd = decode_state('{"n":NaN,"s":"a\\ud800","f":1e-07}')
+    assert odd["s"] == "a\ud800" and odd["f"] == 1e-07 and odd["n"] != odd["n"]

@@ -82,13 +82,13 @@ def parse(payload: Any, group_by: str, kind: str = "Alertmanager") -> list[Notif
 
 
 def _alert(kind: str, index: int, raw: Any) -> dict[str, Any]:
-    where = f"alerts[{index}]"
     if not isinstance(raw, dict):
-        raise _missing(kind, f"{where} as an object", where)
+        raise _missing(kind, f"alerts[{index}] as an object", f"alerts[{index}]")
     if raw.get("status") not in ("firing", "resolved"):
-        raise _missing(kind, f"{where}.status (firing or resolved)", f"{where}.status")
+        where = f"alerts[{index}].status"
+        raise _missing(kind, f"{where} (firing or resolved)", where)
     if not isinstance(raw.get("labels"), dict):
-        raise _missing(kind, f"{where}.labels", f"{where}.labels")
+        raise _missing(kind, f"alerts[{index}].labels", f"alerts[{index}].labels")
     given = raw.get("fingerprint")
     if given and isinstance(given, str) and "annotations" in raw and raw.keys() <= _KEPT:
         return raw  # the common case: nothing to leave out or add (the payload is ours)

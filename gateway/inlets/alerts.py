@@ -31,8 +31,8 @@ def merge(state: dict[str, Any], notification: Notification) -> dict[str, Any]:
     for alert in notification.alerts:
         fingerprint = alert["fingerprint"]
         kept = alerts.pop(fingerprint, None)  # re-inserted: newest last
-        # An unchanged alert stays the stored object: its JSON is reused when the thread is
-        # saved (gateway/queue/threads.py encode_thread_state).
+        # An unchanged alert stays the stored object: comparing the new state with the stored
+        # one (is it a repeat?) is then an identity check for it.
         alerts[fingerprint] = kept if kept is not None and kept == alert else alert
     while len(alerts) > MAX_ALERTS_KEPT:
         oldest = next((k for k, a in alerts.items() if a["status"] == "resolved"), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
 from gateway import constants as c
@@ -61,7 +62,10 @@ async def receive(request: web.Request) -> web.Response:
         raise
     inlets.metrics.outcome(name, "accepted")
     status = 200 if answer.get("status") == "duplicate" else 202
-    return web.json_response(answer, status=status)
+    # orjson: a tenth of `json.dumps`'s time (web.json_response), on every notification.
+    return web.Response(
+        body=orjson.dumps(answer), status=status, content_type="application/json", charset="utf-8"
+    )
 
 
 async def _actions(app: web.Application) -> AsyncIterator[None]:
