@@ -10,6 +10,7 @@ import random
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -176,6 +177,25 @@ class TestContract:
         assert await queue.depth() == 0
         assert await queue.lanes() == {}
         assert await queue.head_due("5") is None
+
+    async def test_complete_and_peek_names_the_next_due_time(self, queue: Queue) -> None:
+        first, later = message(5, "first"), message(5, "later", not_before=T0 + 30)
+        await queue.put([first, later])
+        await queue.claim("5", T0)
+        done = await queue.complete_and_peek(first.id, {"message_id": 1}, T0 + 1, Status.SENT, "5")
+        assert done.next_due == T0 + 30
+        await done.durable
+        stored = await queue.get(first.id)
+        assert stored is not None and (stored.status, stored.result) == (
+            Status.SENT,
+            {"message_id": 1},
+        )
+        await queue.claim("5", T0 + 30)
+        done = await queue.complete_and_peek(later.id, None, T0 + 31, Status.AWAITING_REPLY, "5")
+        assert done.next_due is None  # the lane is empty
+        await done.durable
+        with pytest.raises(KeyError):
+            await queue.complete_and_peek("nope", None, T0, Status.SENT, "5")
 
     async def test_fail_lets_the_lane_move_on(self, queue: Queue) -> None:
         doomed, next_one = message(5, "doomed"), message(5, "next")
@@ -716,6 +736,46 @@ async def test_a_failed_sync_fails_the_write_and_the_queue_carries_on(
         await queue.put([command])
         assert await queue.get(command.id) == command
     finally:
+        await queue.close()
+
+
+async def test_a_delivery_record_answers_at_the_commit_and_its_sync_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = {"broken": False}
+    release = threading.Event()
+
+    def datasync(fd: int) -> None:
+        release.wait(30)
+        if disk["broken"]:
+            raise OSError(errno.EIO, "Input/output error")
+        os.fdatasync(fd)
+
+    monkeypatch.setattr(dbthread, "_datasync", datasync)
+    queue = SqliteQueue(tmp_path / "queue.db")
+    await queue.open()
+    try:
+        first, second = message(5, "first"), message(5, "second")
+        release.set()
+        await queue.put([first, second])
+        await queue.claim("5", T0)
+        release.clear()  # the disk hangs: the record still answers, once committed
+        done = await queue.complete_and_peek(first.id, {"message_id": 1}, T0, Status.SENT, "5")
+        assert done.next_due is not None and not done.durable.done()
+        # The next claim is not answered before its sync, which covers the record too.
+        claim = asyncio.ensure_future(queue.claim("5", T0 + 1))
+        await asyncio.sleep(0.05)
+        assert not claim.done()
+        release.set()
+        await done.durable
+        assert (await claim) is not None
+        disk["broken"] = True  # a sync that fails says so through `durable`
+        done = await queue.complete_and_peek(second.id, {"message_id": 2}, T0, Status.SENT, "5")
+        with pytest.raises(QueueSyncError):
+            await done.durable
+    finally:
+        disk["broken"] = False
+        release.set()
         await queue.close()
 
 

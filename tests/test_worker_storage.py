@@ -14,8 +14,9 @@ import pytest
 
 from gateway.commands import Command, Status
 from gateway.delivery import RetryBudget, Worker
-from gateway.errors import StorageError
+from gateway.errors import QueueSyncError, StorageError
 from gateway.flood import FloodController
+from gateway.queue.base import Completed
 from gateway.queue.memory import MemoryQueue
 from gateway.telegram import create_bot
 from tests.conftest import TOKEN, USER, Sandbox
@@ -54,6 +55,38 @@ class DiskFullQueue(MemoryQueue):
         if command is not None and self.fill_after_claim:
             self.fill_after_claim, self.full = False, True
         return command
+
+
+class UnconfirmedQueue(MemoryQueue):
+    """MemoryQueue whose first delivery record is committed but not confirmed on disk (what
+    `SqliteQueue.complete_and_peek`'s `durable` answers when the fdatasync fails)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+        self.unconfirmed = 1
+        self.peeking = False
+        #: Messages the sandbox had when a delivery was recorded again, by command id.
+        self.sent_when_recorded_again: dict[str, int] = {}
+
+    async def complete_and_peek(self, command_id: str, *args: Any) -> Completed:
+        self.peeking = True  # the default records through `complete`
+        try:
+            done = await super().complete_and_peek(command_id, *args)
+        finally:
+            self.peeking = False
+        if not self.unconfirmed:
+            return done
+        self.unconfirmed -= 1
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        durable.set_exception(QueueSyncError("queue database: the disk did not confirm a write"))
+        return Completed(done.next_due, durable)
+
+    async def complete(self, command_id: str, *args: Any, **kwargs: Any) -> None:
+        if not self.peeking:  # slow: time for the chat's next send (1/s) to overtake it
+            await asyncio.sleep(1.5)
+            self.sent_when_recorded_again[command_id] = len(await self.sandbox.messages(USER))
+        await super().complete(command_id, *args, **kwargs)
 
 
 @contextlib.asynccontextmanager
@@ -109,3 +142,28 @@ async def status(queue: MemoryQueue, command: Command) -> Status:
     stored = await queue.get(command.id)
     assert stored is not None
     return stored.status
+
+
+async def test_a_delivery_the_disk_did_not_confirm_is_recorded_again_before_the_next_send(
+    sandbox: Sandbox,
+) -> None:
+    await sandbox.create_chat(USER)
+    queue = UnconfirmedQueue(sandbox)
+    first = Command("sendMessage", {"chat_id": USER, "text": "first"})
+    second = Command("sendMessage", {"chat_id": USER, "text": "second"})
+    await queue.put([first, second])
+    bot = create_bot(TOKEN, sandbox.url)
+    worker = Worker(queue, bot, FloodController(), RetryBudget())
+    try:
+        async with running(worker):
+            waiting = asyncio.create_task(worker.wait_final(first.id, 20))
+            async with asyncio.timeout(20):
+                while await status(queue, second) is not Status.SENT:
+                    await asyncio.sleep(0.05)
+            await waiting  # told once the record was confirmed
+    finally:
+        await bot.session.close()
+    assert [m["text"] for m in await sandbox.messages(USER)] == ["first", "second"]
+    # Recorded again while "second" had not gone out yet: the chat waited for it.
+    assert queue.sent_when_recorded_again == {first.id: 1}
+    assert await status(queue, first) is Status.SENT

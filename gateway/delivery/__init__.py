@@ -6,6 +6,8 @@
   files, an inlet's deferred message, an internal service call;
 - `settle`: what Telegram's answer means for the command (sent, paused, migrated, retried,
   failed) and the queue update that records it;
+- `durable`: deliveries recorded (committed) but not yet confirmed on disk, which the lane's
+  next send waits for, and the loop that records an outcome until the storage takes it;
 - `policy`: the retry budget and backoff;
 - `parts`: a long text's parts;
 - `hooks`: the worker's collaborators' shapes (hooks, deferred resolver, service executor).

@@ -16,11 +16,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from aiogram import Bot
 
 from gateway import constants as c
+from gateway import telegram
 from gateway.commands import Command
+from gateway.delivery.durable import PendingSyncs, until_stored
 from gateway.delivery.hooks import (
     Deferred,
     DeliveryHooks,
@@ -34,9 +37,11 @@ from gateway.delivery.settle import Settler
 from gateway.errors import StorageError
 from gateway.flood import FloodController
 from gateway.media.service import MediaService
-from gateway.queue.base import Queue
+from gateway.queue.base import Completed, Queue
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class Worker:
@@ -67,13 +72,18 @@ class Worker:
         self._settler.on_failed = on_failed
         #: lane → Unix time its oldest queued command is due; insertion order is the ring.
         self._ring: OrderedDict[str, float] = OrderedDict()
+        #: lane → the task delivering its command, from the claim until the lane's due time
+        #: is known again (the lane is held meanwhile).
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        #: Deliveries whose call(s) are under way (at most `max_in_flight`).
+        self._calls = 0
         self._commands: dict[str, Command] = {}
         self._wake = asyncio.Event()
         self._running = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         #: lane → what its command's send came to, while the storage refuses to record it.
-        self._unsaved: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._unsaved: dict[str, Callable[[], Awaitable[object]]] = {}
+        self._syncs = PendingSyncs()
 
     def use_media(self, media: MediaService) -> None:
         """Wire the media service: commands with stored files are sent through it."""
@@ -162,6 +172,7 @@ class Worker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._syncs.drain(grace)
         put_back = 0
         for lane, command in list(self._commands.items()):
             now = self._clock()
@@ -190,6 +201,7 @@ class Worker:
         # A replica's worker runs again when it leads again: no lane may stay held by a send
         # of this run (a task cancelled here never reaches its own clean-up).
         self._in_flight.clear()
+        self._calls = 0
         self._unsaved.clear()
         self._sender.forget()
         logger.info(
@@ -199,7 +211,7 @@ class Worker:
         )
 
     async def _step(self) -> None:
-        free = self._max_in_flight - len(self._in_flight)
+        free = self._max_in_flight - self._calls
         if free <= 0:
             await self._sleep(None)
             return
@@ -244,6 +256,7 @@ class Worker:
         self._sender.charge_album(lane, command)
         task = asyncio.create_task(self._deliver(lane, command), name=f"deliver {command.id}")
         self._in_flight[lane] = task
+        self._calls += 1
 
     def _pick(self, now: float, most: int) -> tuple[list[str], float | None]:
         """Up to `most` lanes allowed to send now (each with its flood slot taken), or, when
@@ -288,14 +301,26 @@ class Worker:
             self._ring[lane] = due
 
     async def _deliver(self, lane: str, command: Command) -> None:
+        completed: Completed | None = None
         try:
             try:
-                outcome = await self._sender.call(lane, command)
+                outcome = await self._call(lane, command)
             except StorageError:  # a split message's progress could not be saved
                 await self._record(lane, command, lambda: self._put_back(command))
             else:
                 settle = self._settler.settle
-                await self._record(lane, command, lambda: settle(lane, command, outcome))
+                completed = await self._record(
+                    lane, command, lambda: settle(lane, command, outcome)
+                )
+                if completed is not None and isinstance(outcome, telegram.Delivered):
+                    result, settler = outcome.result, self._settler
+                    self._syncs.track(
+                        lane,
+                        command,
+                        completed.durable,
+                        lambda: settler.record_delivered(command, result),
+                        lambda: settler.durable(command),
+                    )
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not kill the worker or lose the command
@@ -311,39 +336,39 @@ class Worker:
             )
         self._commands.pop(lane, None)
         try:
-            # Still "in flight" while refreshing, so the loop cannot claim from the lane in the
-            # meantime (and have this refresh see its new head as `sending`).
-            await self._refresh(lane)
+            if completed is None:
+                # Still "in flight" while refreshing, so the loop cannot claim from the lane in
+                # the meantime (and have this refresh see its new head as `sending`).
+                await self._refresh(lane)
+            elif completed.next_due is None:  # read in the transaction that recorded it
+                self._ring.pop(lane, None)
+            else:
+                self._ring[lane] = completed.next_due
         finally:
             self._in_flight.pop(lane, None)
             self._wake.set()
 
-    async def _record(
-        self, lane: str, command: Command, save: Callable[[], Awaitable[None]]
-    ) -> None:
+    async def _call(self, lane: str, command: Command) -> telegram.Outcome:
+        """The command's call(s). Its place among the sends in flight is given up as soon as
+        the answer is in, so the loop claims the next lane while this one's outcome is being
+        recorded (often in the same transaction); the lane itself stays held until then."""
+        try:
+            await self._syncs.wait(lane)
+            return await self._sender.call(lane, command)
+        finally:
+            self._calls -= 1
+            self._wake.set()
+
+    async def _record(self, lane: str, command: Command, save: Callable[[], Awaitable[_T]]) -> _T:
         """Run `save` (what a send came to, into the queue) until the storage takes it.
 
         The send is not repeated meanwhile: the outcome waits in memory and the lane stays in
         flight, so nothing behind it in the chat overtakes it.
         """
         self._unsaved[lane] = save  # for `stop`, if cancelled before the storage is back
-        wait = 0.0
-        while True:
-            try:
-                await save()
-                break
-            except StorageError as exc:
-                if not wait:
-                    logger.warning(
-                        "%s %s: cannot record its outcome (%s); its chat waits until the "
-                        "storage is back",
-                        command.method,
-                        command.id,
-                        exc.reason,
-                    )
-                wait = storage_backoff(wait)
-                await asyncio.sleep(wait)
+        result = await until_stored(command, save)
         self._unsaved.pop(lane, None)
+        return result
 
     async def _put_back(self, command: Command) -> None:
         """Back to the queue with what is known to be delivered (a split's parts so far)."""

@@ -17,7 +17,7 @@ from gateway.delivery.hooks import DeliveryHooks, FailureHandler, log_fields
 from gateway.delivery.policy import RetryBudget, backoff
 from gateway.delivery.sender import Sender
 from gateway.flood import FloodController
-from gateway.queue.base import Queue
+from gateway.queue.base import Completed, Queue
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +49,28 @@ class Settler:
         #: Told about every command that failed for good (to tell the user, say).
         self.on_failed: FailureHandler | None = None
 
-    async def settle(self, lane: str, command: Command, outcome: telegram.Outcome) -> None:
-        """Record what `outcome` means for `command` (sent from `lane`)."""
+    async def settle(
+        self, lane: str, command: Command, outcome: telegram.Outcome
+    ) -> Completed | None:
+        """Record what `outcome` means for `command` (sent from `lane`).
+
+        A delivery returns once its record is committed, with the lane's next due time; the
+        caller calls `durable` once `Completed.durable` says it is on disk (the status waiters
+        hear of it then), or `record_delivered` if the disk did not confirm it. Anything else
+        returns None once its record is on disk.
+        """
         now = self._clock()
         match outcome:
             case telegram.Delivered(result):
-                question = "expect_reply" in command.meta
-                status = Status.AWAITING_REPLY if question else Status.SENT
-                await self._queue.complete(command.id, result, now, status)
+                done = await self._queue.complete_and_peek(
+                    command.id, result, now, _delivered_status(command), lane
+                )
                 self._hooks.sent(command, now - command.created_at)
                 if logger.isEnabledFor(logging.DEBUG):  # no log fields built per send
                     logger.debug(
                         "%s %s delivered", command.method, command.id, extra=log_fields(command)
                     )
-                if not question:  # a question is final once answered or expired
-                    self._notify_final(command.id)
+                return done
             case telegram.FloodWait(retry_after, description):
                 self._pause(lane, retry_after, now)
                 self._hooks.flood_wait(command, retry_after)
@@ -111,6 +118,19 @@ class Settler:
                 if self.on_failed is not None:
                     await self.on_failed(command, error)
 
+        return None
+
+    def durable(self, command: Command) -> None:
+        """A delivery's record is on disk: wake whoever waits for the command to be final."""
+        if "expect_reply" not in command.meta:  # a question is final once answered or expired
+            self._notify_final(command.id)
+
+    async def record_delivered(self, command: Command, result: object) -> None:
+        """Record a delivery again and wait for the disk (its first record was not confirmed
+        on disk)."""
+        await self._queue.complete(command.id, result, self._clock(), _delivered_status(command))
+        self.durable(command)
+
     def _pause(self, lane: str, retry_after: float, now: float) -> None:
         key = self._sender.key(lane)
         last, self._last_flood = self._last_flood, (now, lane)
@@ -124,3 +144,7 @@ class Settler:
         logger.warning(
             "Telegram asked to wait %.0fs (%s)", retry_after, "all chats" if bot_wide else lane
         )
+
+
+def _delivered_status(command: Command) -> Status:
+    return Status.AWAITING_REPLY if "expect_reply" in command.meta else Status.SENT

@@ -8,6 +8,7 @@ decides *which* lane goes next; the queue only answers for order and state.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,17 @@ from typing import Any
 
 from gateway.commands import Command, Status
 from gateway.queue.threads import Thread
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A delivery recorded by `complete_and_peek`: its lane's next due time, and when the
+    record is durable."""
+
+    #: When the lane's oldest unfinished command is due (None: empty, or it is `sending`).
+    next_due: float | None
+    #: Answers once the record is on disk; raises `QueueSyncError` if that is not confirmed.
+    durable: asyncio.Future[None]
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,21 @@ class Queue(ABC):
     ) -> None:
         """The command was delivered: `sent` (or `awaiting_reply` for a question), with
         Telegram's result; either way it leaves its lane."""
+
+    async def complete_and_peek(
+        self, command_id: str, result: Any, now: float, status: Status, lane: str
+    ) -> Completed:
+        """`complete`, then `head_due(lane)`, returning as soon as the record is committed.
+
+        A backend whose later writes reach the disk only after this one (SQLite's log) may
+        answer before the record itself is synced: the next claim is synced before its send
+        and that sync covers this record too. `Completed.durable` says when it is on disk.
+        This default is durable on return (each write is).
+        """
+        await self.complete(command_id, result, now, status)
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        durable.set_result(None)
+        return Completed(await self.head_due(lane), durable)
 
     @abstractmethod
     async def fail(self, command_id: str, error: dict[str, Any], now: float) -> None:

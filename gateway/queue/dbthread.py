@@ -43,6 +43,9 @@ Call = Callable[[sqlite3.Connection], Any]
 OnStorageError = Callable[[sqlite3.Connection, BaseException], None]
 #: What goes back to the loop: the future, then a result or an exception.
 _Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
+#: What the loop hands over: the work, its future, whether it is a write, and (for a
+#: `write_committed`) the future answered once it is durable.
+_Item = tuple[Any, "asyncio.Future[Any]", bool, "asyncio.Future[None] | None"]
 
 _STOP: Final = object()
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
@@ -92,13 +95,21 @@ class DatabaseThread:
     def write(self, work: Any) -> asyncio.Future[Any]:
         """Commit `work` with the next batch; the future answers once it is durable."""
         future = self._future()
-        self._inbox.put((work, future, True))
+        self._inbox.put((work, future, True, None))
         return future
+
+    def write_committed(self, work: Any) -> tuple[asyncio.Future[Any], asyncio.Future[None]]:
+        """Commit `work` with the next batch: the first future answers once it is committed,
+        the second once it is durable (or with `QueueSyncError`). Every write committed after
+        it is synced after it: the log is one sequential file."""
+        future, durable = self._future(), self._future()
+        self._inbox.put((work, future, True, durable))
+        return future, durable
 
     def call(self, fn: Call) -> asyncio.Future[Any]:
         """Run `fn(connection)` in the database thread, after the writes submitted before it."""
         future = self._future()
-        self._inbox.put((fn, future, False))
+        self._inbox.put((fn, future, False, None))
         return future
 
     async def stop(self) -> None:
@@ -135,7 +146,7 @@ class DatabaseThread:
                     self._run_batch(work)
                 except Exception as exc:  # a bug here must not leave callers waiting forever
                     logger.exception("queue database thread: batch failed")
-                    self._answer([(future, None, exc) for _, future, _ in work])
+                    self._answer([(future, None, exc) for _, future, _, _ in work])
                 if stop:
                     return
         finally:
@@ -147,16 +158,28 @@ class DatabaseThread:
             self._to_sync.put(_STOP)
             self._sync_thread.join()
 
-    def _run_batch(self, items: list[tuple[Any, asyncio.Future[Any], bool]]) -> None:
+    def _run_batch(self, items: list[_Item]) -> None:
         assert self._db is not None
         # A caller that gave up before its transaction began is not owed a write.
-        writes = [(work, fut) for work, fut, is_write in items if is_write and not fut.cancelled()]
-        calls = [(fn, fut) for fn, fut, is_write in items if not is_write]
+        writes = [
+            (work, fut) for work, fut, is_write, _ in items if is_write and not fut.cancelled()
+        ]
+        calls = [(fn, fut) for fn, fut, is_write, _ in items if not is_write]
         written = self._commit(writes) if writes else []
+        # A `write_committed` is answered now; its durable future takes its place below.
+        early = {id(fut): durable for _, fut, _, durable in items if durable is not None}
+        answers: list[_Answer] = []
+        if early:
+            answers = [answer for answer in written if id(answer[0]) in early]
+            written = [
+                (early[id(fut)], None, None) if id(fut) in early else (fut, result, exc)
+                for fut, result, exc in written
+                if id(fut) not in early or exc is None  # not committed: nothing to sync
+            ]
         if written and self._sync_log is not None:
             self._to_sync.put(written)
             written = []
-        answers = written
+        answers += written
         for fn, future in calls:
             try:
                 answers.append((future, fn(self._db), None))

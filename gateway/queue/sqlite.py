@@ -45,7 +45,7 @@ from gateway.commands import Command, Status
 from gateway.errors import QueueSyncError, StartupError, StorageError
 from gateway.queue import files
 from gateway.queue import threads as thread_jobs
-from gateway.queue.base import FailedUpdate, Queue, UpdateRecord
+from gateway.queue.base import Completed, FailedUpdate, Queue, UpdateRecord
 from gateway.queue.dbthread import DatabaseThread
 from gateway.queue.deadletters import NEWEST_FAILED, dead_letters
 from gateway.queue.lock import InstanceLock
@@ -80,6 +80,8 @@ _CLAIM = f"""UPDATE {COMMANDS_TABLE}
     WHERE id = ({_HEAD}) AND status = 'queued' AND not_before <= :now
     RETURNING {COLUMNS}"""
 # SQLite takes the bare columns of a min() aggregate from the row holding the minimum.
+_HEAD_DUE = f"""SELECT status, not_before FROM {COMMANDS_TABLE}
+    WHERE lane = ? AND {_NOT_FINAL} ORDER BY seq LIMIT 1"""
 _LANE_HEADS = f"""SELECT lane, min(seq), status, not_before FROM {COMMANDS_TABLE}
     WHERE {_NOT_FINAL} GROUP BY lane"""
 _PARTS = f"SELECT result FROM {PARTS_TABLE} WHERE command_id = ? ORDER BY part"
@@ -208,11 +210,7 @@ class SqliteQueue(Queue):
         return {row["lane"]: row["not_before"] for row in rows if row["status"] == Status.QUEUED}
 
     async def head_due(self, chat: str) -> float | None:
-        rows = await self._read(
-            f"SELECT status, not_before FROM {COMMANDS_TABLE} WHERE lane = ? AND {_NOT_FINAL} "
-            "ORDER BY seq LIMIT 1",
-            (chat,),
-        )
+        rows = await self._read(_HEAD_DUE, (chat,))
         if not rows or rows[0]["status"] != Status.QUEUED:
             return None
         due: float = rows[0]["not_before"]
@@ -234,13 +232,25 @@ class SqliteQueue(Queue):
     async def complete(
         self, command_id: str, result: Any, now: float, status: Status = Status.SENT
     ) -> None:
-        # A split message's result (a list) takes the place of the parts saved on the way.
-        await self._update(
-            command_id,
-            f"UPDATE {COMMANDS_TABLE} SET status = ?, result = ?, updated_at = ? WHERE id = ?",
-            (status.value, _dump(result), now, command_id),
-            f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?" if isinstance(result, list) else None,
-        )
+        if not await self._write(lambda db: _complete_job(db, command_id, result, now, status)):
+            raise KeyError(command_id)
+
+    async def complete_and_peek(
+        self, command_id: str, result: Any, now: float, status: Status, lane: str
+    ) -> Completed:
+        # One transaction records the delivery and reads the lane's next head; the answer
+        # comes at the commit, the sync follows (see `Queue.complete_and_peek`).
+        def complete(db: sqlite3.Connection) -> tuple[bool, float | None]:
+            found = _complete_job(db, command_id, result, now, status)
+            rows = db.execute(_HEAD_DUE, (lane,)).fetchall()
+            due = rows[0]["not_before"] if rows and rows[0]["status"] == Status.QUEUED else None
+            return found, due
+
+        committed, durable = self._database().write_committed(_Work(job=complete))
+        found, due = await self._guard(committed)
+        if not found:
+            raise KeyError(command_id)
+        return Completed(due, durable)
 
     async def awaiting(self) -> list[Command]:
         # A literal, not a parameter: that is what lets SQLite use the partial index.
@@ -601,6 +611,20 @@ class _Work:
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     job: _Job | None = None
+
+
+def _complete_job(
+    db: sqlite3.Connection, command_id: str, result: Any, now: float, status: Status
+) -> bool:
+    """Record a delivery in the database thread; False when there is no such command."""
+    sql = f"UPDATE {COMMANDS_TABLE} SET status = ?, result = ?, updated_at = ? WHERE id = ?"
+    if db.execute(sql, (status.value, _dump(result), now, command_id)).rowcount:
+        # A split message's result (a list) takes the place of the parts saved on the way.
+        if isinstance(result, list):
+            db.execute(f"DELETE FROM {PARTS_TABLE} WHERE command_id = ?", (command_id,))
+        return True
+    found = db.execute(f"SELECT 1 FROM {COMMANDS_TABLE} WHERE id = ?", (command_id,))
+    return found.fetchone() is not None
 
 
 def _dump(value: Any) -> str | None:
