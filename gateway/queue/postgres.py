@@ -14,6 +14,11 @@ queue's; what differs is that several processes may use the database at once:
 The database being unreachable (refused, reset, timed out, shutting down) is raised as
 `StorageError`, as SQLite's storage faults are: the API answers 503 `storage_unavailable`, the
 worker retries in a second, and the pool reconnects once the server is back.
+
+This class holds the pool, the group commit of puts and the notifications to replicas; the
+statements live beside it, one module per concept: pg_commands.py (a command's lifecycle),
+pg_updates.py (replay cache, webhook updates, dead letters), pg_threads.py (inlets' threads),
+pg_shared.py (rate limits, migrated chats), pg_connect.py (the pool's settings, outages).
 """
 
 from __future__ import annotations
