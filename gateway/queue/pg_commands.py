@@ -11,8 +11,8 @@ from typing import Any, Final
 from gateway import constants as c
 from gateway.commands import Command, Status
 from gateway.queue.pg_rows import Conn, count, with_parts
+from gateway.queue.rows import command_from_row, dump, load
 from gateway.queue.schema import COLUMNS, COMMANDS_TABLE, PARTS_TABLE
-from gateway.queue.sqlite import _dump, _load, command_from_row
 
 NOT_FINAL: Final = "status IN ('queued', 'sending')"
 _SELECT = f"SELECT {COLUMNS} FROM {COMMANDS_TABLE}"
@@ -79,7 +79,7 @@ async def complete(conn: Conn, command_id: str, result: Any, now: float, status:
         f"UPDATE {COMMANDS_TABLE} SET status = $2, result = $3, updated_at = $4 WHERE id = $1",
         command_id,
         status.value,
-        _dump(result),
+        dump(result),
         now,
     )
     # A split message's result (a list) takes the place of the parts saved on the way.
@@ -92,7 +92,7 @@ async def fail(conn: Conn, command_id: str, error: dict[str, Any], now: float) -
         conn,
         f"UPDATE {COMMANDS_TABLE} SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1",
         command_id,
-        _dump(error),
+        dump(error),
         now,
     )
 
@@ -116,8 +116,8 @@ async def retry(
         command_id,
         not_before,
         now,
-        _dump(error),
-        _dump(params),
+        dump(error),
+        dump(params),
         int(refund),
     )
 
@@ -131,7 +131,7 @@ async def save_part(conn: Conn, command_id: str, part: int, result: Any, now: fl
             DO UPDATE SET result = excluded.result, saved_at = excluded.saved_at""",
         command_id,
         part,
-        _dump(result),
+        dump(result),
         now,
     )
     if count(status) == 0:
@@ -200,12 +200,12 @@ async def settle_question(
         raise KeyError(command_id)
     if row["status"] != Status.AWAITING_REPLY.value:
         return False
-    meta = {**(_load(row["meta"]) or {}), "reply": reply}
+    meta = {**(load(row["meta"]) or {}), "reply": reply}
     await conn.execute(
         f"UPDATE {COMMANDS_TABLE} SET status = $2, meta = $3, updated_at = $4 WHERE id = $1",
         command_id,
         status.value,
-        _dump(meta),
+        dump(meta),
         now,
     )
     return True

@@ -62,18 +62,10 @@ __all__ = [
     "CACHE_KIB",
     "SqliteQueue",
     "Synchronous",
-    "_dump",
-    "_load",
-    "_row",
     "command_from_row",
 ]
 
 logger = logging.getLogger(__name__)
-
-# The row codec under its old names, for the modules that import it from here.
-_dump = rows.dump
-_load = rows.load
-_row = rows.command_values
 
 _T = TypeVar("_T")
 
