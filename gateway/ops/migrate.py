@@ -26,8 +26,8 @@ from gateway.media.store_copy import copy_files
 from gateway.media.store_disk import DiskMediaStore
 from gateway.media.store_pg import PgMediaStore
 from gateway.queue.postgres import PostgresQueue
+from gateway.queue.rows import command_from_row, load
 from gateway.queue.schema import COLUMNS, COMMANDS_TABLE, PARTS_TABLE
-from gateway.queue.sqlite import _load, command_from_row
 
 #: Commands inserted per statement.
 CHUNK: Final = 1000
@@ -113,7 +113,7 @@ def _read(
             ):
                 if row["command_id"] in ids:
                     parts.append(
-                        (row["command_id"], row["part"], _load(row["result"]), row["saved_at"])
+                        (row["command_id"], row["part"], load(row["result"]), row["saved_at"])
                     )
     except sqlite3.Error as exc:
         raise ConfigError(f"cannot read the queue database {source}: {exc}") from None

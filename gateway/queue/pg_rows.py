@@ -9,8 +9,8 @@ import asyncpg
 
 from gateway import constants as c
 from gateway.commands import Command
+from gateway.queue.rows import command_values, load
 from gateway.queue.schema import COLUMNS, COMMANDS_TABLE, PARTS_TABLE
-from gateway.queue.sqlite import _load, _row
 
 #: A connection lent by the pool.
 Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
@@ -51,7 +51,7 @@ def count(status: str) -> int:
 
 async def insert(conn: Conn, commands: Sequence[Command]) -> dict[str, int]:
     """Insert the commands (one statement, numbered in order); their seq by id."""
-    rows = [_row(command) for command in commands]
+    rows = [command_values(command) for command in commands]
     columns = [list(column) for column in zip(*rows, strict=True)]
     found = await conn.fetch(_INSERT, *columns)
     return {row["id"]: row["seq"] for row in found}
@@ -62,5 +62,5 @@ async def with_parts(conn: Conn, command: Command) -> Command:
     if command.result is None and command.method == "sendMessage":
         parts = await conn.fetch(_PARTS, command.id)
         if parts:
-            command.result = [_load(row["result"]) for row in parts]
+            command.result = [load(row["result"]) for row in parts]
     return command
